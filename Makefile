@@ -1,0 +1,36 @@
+# Everything a fresh machine needs is installed from here; nothing lives only in a shell history.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION := 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench bench-neu baseline clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: the local CPU wheel. An unpinned torch would pull the CUDA build.
+	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PY) -m pip install --quiet -e '.[worker,dev]'
+	touch $(STAMP)
+
+test: install
+	$(VENV)/bin/ruff check service tests
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check service tests
+	$(VENV)/bin/ruff format --check service tests
+
+bench: install
+	$(PY) -m service bench-codec
+	$(PY) -m service macs
+
+bench-neu: install
+	$(PY) -m service bench-neu --out var/bench-neu
+
+clean:
+	rm -rf var .pytest_cache

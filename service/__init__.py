@@ -1,0 +1,1 @@
+"""Inline steel strip inspection: defect segmentation, model store, serving and compression."""

@@ -1,0 +1,233 @@
+"""``python -m service <command>``: typed options with help, each forwarded to one function.
+
+torch is imported only by the commands that train, export or prune, so the serving process
+stays torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from service.config import get_settings
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``256x512`` -> (256, 512)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from error
+    return height, width
+
+
+def _print_json(payload: object) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from service.data.synthetic import generate_synthetic
+
+    out = generate_synthetic(args.out, args.n, args.seed, progress=not args.quiet)
+    print(f"wrote {args.n} synthetic strips to {out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from service.training.train import TrainConfig, train
+
+    result = train(
+        TrainConfig(
+            dataset=args.dataset,
+            out_dir=args.out,
+            family=args.arch,
+            encoder=args.encoder,
+            width_multiplier=args.width,
+            in_channels=args.in_channels,
+            epochs=args.epochs,
+            batch_size=args.batch,
+            crop=args.crop,
+            lr=args.lr,
+            device=args.device,
+            seed=args.seed,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
+    )
+    _print_json({"run_dir": result.run_dir, "best_epoch": result.best_epoch,
+                 "best_val_dice": result.best_val_dice, "seconds": round(result.seconds, 1)})
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from service.store import ModelStore
+    from service.training.publish import publish_run
+
+    manifest = publish_run(
+        args.run, ModelStore(args.store), args.model, args.alias, args.device, not args.quiet
+    )
+    _print_json({"name": manifest.name, "version": manifest.version,
+                 "metrics": manifest.metrics.model_dump()})
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from service.data.catalog import evaluation_split, open_dataset
+    from service.evaluation.run import evaluate
+    from service.inference.runtime import OnnxSegmenter
+    from service.store import ModelStore
+    from service.training.publish import ONNX_FILE
+
+    version = ModelStore(args.store).load(args.model, args.ref)
+    dataset_spec = args.dataset or version.manifest.lineage.settings.get("dataset")
+    if not dataset_spec:
+        raise ValueError("this version does not record its dataset: pass --dataset")
+    split = args.split or evaluation_split(dataset_spec)
+    scores = evaluate(
+        OnnxSegmenter(version.file(ONNX_FILE)),
+        open_dataset(dataset_spec, split),
+        version.manifest.input,
+        version.manifest.postprocess,
+        progress=not args.quiet,
+    )
+    _print_json({"model": args.model, "version": version.manifest.version,
+                 "dataset": dataset_spec, "split": split, **scores})
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from service.store import ModelStore
+
+    store = ModelStore(args.store)
+    listing = {
+        name: {
+            "aliases": store.aliases(name),
+            "versions": {v: store.manifest(name, v).metrics.model_dump() for v in store.versions(name)},
+        }
+        for name in store.models()
+    }
+    _print_json(listing)
+    return 0
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    from service.store import ModelStore
+
+    ModelStore(args.store).set_alias(args.model, args.alias, args.version)
+    print(f"{args.model}: {args.alias} -> v{args.version}")
+    return 0
+
+
+def cmd_macs(args: argparse.Namespace) -> int:
+    from service.nets.profile import architecture_table
+
+    rows = architecture_table(height=args.height, width=args.width, width_multipliers=args.widths)
+    print(f"{'family':6} {'encoder':16} {'width':>5} {'params (M)':>11} {'GMACs':>8}")
+    for row in rows:
+        print(f"{row['family']:6} {row['encoder']:16} {row['width_multiplier']:>5} "
+              f"{row['params'] / 1e6:>11.2f} {row['gmacs']:>8.2f}")
+    return 0
+
+
+def cmd_bench_codec(args: argparse.Namespace) -> int:
+    from service.benchmarks.codec import bench_codec
+
+    _print_json(bench_codec(repeats=args.repeats))
+    return 0
+
+
+def cmd_bench_neu(args: argparse.Namespace) -> int:
+    from service.benchmarks.neu import bench_neu
+
+    _print_json(bench_neu(args.out, epochs=args.epochs, width=args.width, device=args.device))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        return sub
+
+    def store_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--store", type=Path, default=settings.model_store,
+                         help="model store folder (env MODEL_STORE)")
+
+    sub = command("make-synthetic", cmd_make_synthetic, "write a synthetic Severstal-format dataset")
+    sub.add_argument("--out", type=Path, required=True, help="output folder")
+    sub.add_argument("--n", type=int, required=True, help="number of strips")
+    sub.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+
+    sub = command("train", cmd_train, "train a segmentation net into a run folder")
+    sub.add_argument("--dataset", required=True,
+                     help="neu, neu:PATH, severstal:PATH or a Severstal-format folder")
+    sub.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, run.json)")
+    sub.add_argument("--arch", default="unet", help="decoder family: unet or fpn")
+    sub.add_argument("--encoder", default="resnet18",
+                     help="resnet18, resnet34, resnet50 or resnext50_32x4d")
+    sub.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
+    sub.add_argument("--epochs", type=int, default=10, help="epochs")
+    sub.add_argument("--batch", type=int, default=8, help="batch size")
+    sub.add_argument("--crop", type=_size, default=(256, 256), help="training crop HxW")
+    sub.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    sub.add_argument("--seed", type=int, default=0, help="random seed")
+    sub.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+
+    sub = command("publish", cmd_publish, "tune, evaluate, export and publish a training run")
+    sub.add_argument("--run", type=Path, required=True, help="run folder written by train")
+    sub.add_argument("--model", default=settings.model_name, help="model name in the store")
+    sub.add_argument("--alias", default=None, help="alias to point at the new version")
+    sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    store_option(sub)
+
+    sub = command("evaluate", cmd_evaluate, "evaluate a published version with ONNX Runtime")
+    sub.add_argument("--model", default=settings.model_name, help="model name")
+    sub.add_argument("--ref", default=settings.model_alias, help="version number or alias")
+    sub.add_argument("--dataset", default=None, help="dataset (default: the one it was trained on)")
+    sub.add_argument("--split", default=None, choices=("train", "val", "test"), help="split")
+    store_option(sub)
+
+    sub = command("models", cmd_models, "list models, versions, metrics and aliases")
+    store_option(sub)
+
+    sub = command("alias", cmd_alias, "point an alias at a version (promote or roll back)")
+    sub.add_argument("--model", default=settings.model_name, help="model name")
+    sub.add_argument("--alias", required=True, help="alias, e.g. production or candidate")
+    sub.add_argument("--version", type=int, required=True, help="version number")
+    store_option(sub)
+
+    sub = command("macs", cmd_macs, "params and MACs of every architecture")
+    sub.add_argument("--height", type=int, default=256, help="input height")
+    sub.add_argument("--width", type=int, default=1600, help="input width")
+    sub.add_argument("--widths", type=float, nargs="+", default=[1.0], help="width multipliers")
+
+    sub = command("bench-codec", cmd_bench_codec, "time RLE encode/decode on 256x1600 masks")
+    sub.add_argument("--repeats", type=int, default=200, help="timed repetitions")
+
+    sub = command("bench-neu", cmd_bench_neu, "train + evaluate the baseline recipe on NEU-Seg")
+    sub.add_argument("--out", type=Path, default=Path("var/bench-neu"), help="work folder")
+    sub.add_argument("--epochs", type=int, default=30, help="epochs")
+    sub.add_argument("--width", type=float, default=0.25, help="width multiplier")
+    sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

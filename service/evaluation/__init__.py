@@ -1,0 +1,1 @@
+"""Segmentation metrics and post-processing tuning (numpy only)."""

@@ -1,0 +1,1 @@
+"""Inference: runtime sessions, batching, post-processing and RLE (no torch, no HTTP)."""

@@ -1,0 +1,44 @@
+"""ONNX Runtime sessions for a model version: the only inference engine of the API process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+def available_providers(requested: Sequence[str]) -> list[str]:
+    """The requested providers this onnxruntime build offers, in order; CPU always last."""
+    offered = set(ort.get_available_providers())
+    chosen = [p for p in requested if p in offered and p != "CPUExecutionProvider"]
+    return [*chosen, "CPUExecutionProvider"]
+
+
+class OnnxSegmenter:
+    """Runs (N, C, H, W) float32 batches through a segmentation ONNX model to logits."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(model_path), sess_options=options, providers=available_providers(providers)
+        )
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]

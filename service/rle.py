@@ -1,0 +1,107 @@
+"""Run-length codec for defect masks, in the Severstal / Kaggle convention.
+
+Pixels are numbered 1..H*W top to bottom, then left to right (column-major), and a mask is
+written as ascending "start length" pairs separated by single spaces; an empty mask is "".
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+SEVERSTAL_SHAPE: tuple[int, int] = (256, 1600)
+
+# Whitespace-separated optional-minus integers: negatives pass here so that they get the clearer
+# "not positive" message below rather than a syntax one.
+_SYNTAX = re.compile(r"\s*-?\d+(?:\s+-?\d+)*\s*", re.ASCII)
+_INTEGER = re.compile(r"-?\d+", re.ASCII)
+
+
+def encode(mask: np.ndarray) -> str:
+    """Encode a 2-D mask (bool or integer, nonzero = defect) as an RLE string."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D (height, width), got shape {mask.shape}")
+    # Column-major flattening, padded with one background pixel at each end, so that changes
+    # between neighbours alternate run start / one past run end.
+    padded = np.zeros(mask.size + 2, dtype=bool)
+    np.not_equal(mask.T, 0, out=padded[1:-1].reshape(mask.shape[::-1]))
+    runs = np.flatnonzero(padded[1:] != padded[:-1]) + 1
+    if runs.size == 0:
+        return ""
+    runs[1::2] -= runs[::2]
+    return _join_ints(runs)
+
+
+def _join_ints(values: np.ndarray) -> str:
+    """Format positive integers as space-separated decimals.
+
+    Vectorised: on fragmented masks (tens of thousands of runs) this is about 3x faster than
+    ``" ".join(map(str, ...))``, which otherwise dominates the encode time.
+    """
+    width = len(str(int(values.max())))
+    digits = np.ones(values.shape, dtype=np.int64)
+    for k in range(1, width):
+        digits += values >= 10**k
+    ends = np.cumsum(digits + 1) - 1  # index one past each number's last digit
+    text = np.full(int(ends[-1]), ord(" "), dtype=np.uint8)
+    rest = values.copy()
+    for k in range(width):
+        live = digits > k
+        text[ends[live] - 1 - k] = rest[live] % 10 + ord("0")
+        rest //= 10
+    return text.tobytes().decode("ascii")
+
+
+def parse(rle: str, n_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an RLE string and return its 1-based run starts and lengths (int64).
+
+    Checks everything that does not need the image shape; with ``n_pixels`` it also checks that
+    no run goes past the last pixel. Lets CSV readers validate rows without allocating masks.
+    """
+    if not rle.strip():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    tokens = rle.split()
+    if not _SYNTAX.fullmatch(rle):
+        bad = next(t for t in tokens if not _INTEGER.fullmatch(t))
+        raise ValueError(f"RLE token {bad!r} is not an integer")
+    values = np.array(tokens, dtype=np.int64)
+    if len(values) % 2:
+        raise ValueError(
+            f"RLE has an odd number of values ({len(values)}): expected start/length pairs"
+        )
+    starts, lengths = values[0::2], values[1::2]
+    if (starts < 1).any():
+        first = int(starts[starts < 1][0])
+        raise ValueError(f"RLE start {first} is not positive (pixels are numbered from 1)")
+    if (lengths < 1).any():
+        raise ValueError(f"RLE length {int(lengths[lengths < 1][0])} is not positive")
+    ends = starts + lengths  # one past the last pixel of each run
+    bad_order = np.flatnonzero(starts[1:] < ends[:-1])
+    if bad_order.size:
+        i = int(bad_order[0])
+        raise ValueError(
+            f"RLE runs must be ascending and must not overlap: run {i + 2} starts at pixel "
+            f"{int(starts[i + 1])} but run {i + 1} covers pixels up to {int(ends[i] - 1)}"
+        )
+    if n_pixels is not None and ends[-1] - 1 > n_pixels:
+        raise ValueError(
+            f"RLE run ends at pixel {int(ends[-1] - 1)}, past the last pixel {n_pixels}"
+        )
+    return starts, lengths
+
+
+def decode(rle: str, shape: tuple[int, int] = SEVERSTAL_SHAPE) -> np.ndarray:
+    """Decode an RLE string into a uint8 0/1 mask of ``shape`` (height, width)."""
+    height, width = shape
+    if height < 1 or width < 1:
+        raise ValueError(f"mask shape must be positive, got {shape}")
+    n_pixels = height * width
+    starts, lengths = parse(rle, n_pixels)
+    # +1 at each run start, -1 one past its end: the running sum is the mask.
+    delta = np.zeros(n_pixels + 1, dtype=np.int8)
+    delta[starts - 1] += 1
+    delta[starts - 1 + lengths] -= 1
+    flat = np.cumsum(delta[:-1], dtype=np.int8).view(np.uint8)
+    return np.ascontiguousarray(flat.reshape((height, width), order="F"))

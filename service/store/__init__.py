@@ -1,0 +1,41 @@
+"""The versioned model store shared by the API process (no torch) and the worker."""
+
+from service.store.manifest import (
+    ArchitectureSpec,
+    ClassPostprocess,
+    DefectClassSpec,
+    InputSpec,
+    Lineage,
+    Manifest,
+    ManifestDraft,
+    Metrics,
+    Normalisation,
+)
+from service.store.store import (
+    IntegrityError,
+    ModelStore,
+    ModelVersion,
+    NotFoundError,
+    StoreError,
+    sha256_file,
+    verify_files,
+)
+
+__all__ = [
+    "ArchitectureSpec",
+    "ClassPostprocess",
+    "DefectClassSpec",
+    "InputSpec",
+    "IntegrityError",
+    "Lineage",
+    "Manifest",
+    "ManifestDraft",
+    "Metrics",
+    "ModelStore",
+    "ModelVersion",
+    "Normalisation",
+    "NotFoundError",
+    "StoreError",
+    "sha256_file",
+    "verify_files",
+]

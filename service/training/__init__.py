@@ -1,0 +1,1 @@
+"""Training, evaluation, export and publication of segmentation nets (worker extra: torch)."""

@@ -1,0 +1,97 @@
+"""ONNX export with a parity check against torch, and latency measurement of the result."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from service.evaluation.run import Predictor
+from service.inference.postprocess import probabilities_to_masks, sigmoid
+from service.inference.preprocess import padded_size, prepare_batch
+from service.store.manifest import ClassPostprocess, InputSpec
+
+OPSET = 17
+MAX_LOGIT_DIFF = 1e-2
+MIN_MASK_AGREEMENT = 0.999
+
+
+class ParityError(RuntimeError):
+    """The exported model does not reproduce torch closely enough to be published."""
+
+
+def export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
+    """Export with dynamic batch, height and width axes (any size divisible by 32 runs)."""
+    height, width = padded_size(spec.height, spec.width)
+    example = torch.zeros(1, spec.channels, height, width)
+    model = model.eval().cpu()
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={
+                "image": {0: "batch", 2: "height", 3: "width"},
+                "logits": {0: "batch", 2: "height", 3: "width"},
+            },
+            dynamo=False,
+        )
+
+
+def check_parity(
+    torch_model: Predictor,
+    onnx_model: Predictor,
+    images: Sequence[np.ndarray],
+    spec: InputSpec,
+    postprocess: Sequence[ClassPostprocess],
+) -> dict[str, float | int]:
+    """Compare logits and thresholded masks of both engines on real images; raise if they differ."""
+    worst_diff, equal_pixels, total_pixels = 0.0, 0, 0
+    for image in images:
+        batch = prepare_batch([image], spec)
+        expected, actual = torch_model(batch)[0], onnx_model(batch)[0]
+        worst_diff = max(worst_diff, float(np.abs(expected - actual).max()))
+        height, width = image.shape
+        masks_expected = probabilities_to_masks(sigmoid(expected[:, :height, :width]), postprocess)
+        masks_actual = probabilities_to_masks(sigmoid(actual[:, :height, :width]), postprocess)
+        equal_pixels += int((masks_expected == masks_actual).sum())
+        total_pixels += masks_expected.size
+    report = {
+        "images": len(images),
+        "max_abs_logit_diff": worst_diff,
+        "mask_agreement": equal_pixels / max(total_pixels, 1),
+    }
+    if worst_diff > MAX_LOGIT_DIFF or report["mask_agreement"] < MIN_MASK_AGREEMENT:
+        raise ParityError(f"ONNX export does not match torch: {report}")
+    return report
+
+
+def measure_latency_ms(
+    predictor: Predictor, spec: InputSpec, batch_size: int = 1, repeats: int = 20, warmup: int = 3
+) -> dict[str, float]:
+    """Median and p90 wall time of one predictor call on a random full-size strip batch."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (spec.height, spec.width), dtype=np.uint8)] * batch_size
+    batch = prepare_batch(images, spec)
+    for _ in range(warmup):
+        predictor(batch)
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor(batch)
+        timings.append((time.perf_counter() - start) * 1000)
+    timings.sort()
+    return {
+        "median_ms": statistics.median(timings),
+        "p90_ms": timings[int(0.9 * (len(timings) - 1))],
+        "batch_size": batch_size,
+        "repeats": repeats,
+    }

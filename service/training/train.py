@@ -1,0 +1,237 @@
+"""The `train` command: BCE+Dice, flips and brightness/contrast, AMP on CUDA, a checkpoint each
+epoch, resume, and the best epoch's weights (by validation Dice) kept as safetensors.
+
+A run folder holds ``run.json`` (config, architecture, classes, input, history),
+``checkpoint.pt`` (last epoch, loaded back with ``weights_only=True``: tensors and plain
+values only, no arbitrary pickles) and ``best.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from service.data.catalog import open_dataset
+from service.evaluation.run import evaluate
+from service.nets import Architecture, build_model
+from service.store.manifest import ClassPostprocess, InputSpec
+from service.training.crops import TrainingCrops
+from service.training.losses import BceDiceLoss
+from service.training.predict import resolve_device, torch_predictor
+
+RUN_FILE = "run.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+BEST_WEIGHTS_FILE = "best.safetensors"
+WARMUP_FRACTION = 0.05
+
+
+@dataclass
+class TrainConfig:
+    dataset: str
+    out_dir: Path
+    family: str = "unet"
+    encoder: str = "resnet18"
+    width_multiplier: float = 1.0
+    in_channels: int = 1
+    epochs: int = 10
+    batch_size: int = 8
+    crop: tuple[int, int] = (256, 256)
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        data["crop"] = list(self.crop)
+        return data
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_dice: float = 0.0
+    seconds: float = 0.0
+
+
+def train(config: TrainConfig) -> TrainResult:
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    train_set = open_dataset(config.dataset, "train")
+    val_set = open_dataset(config.dataset, "val")
+    spec = InputSpec(
+        height=train_set[0].image.shape[0],
+        width=train_set[0].image.shape[1],
+        channels=config.in_channels,
+    )
+    arch = Architecture(
+        family=config.family,
+        encoder=config.encoder,
+        in_channels=config.in_channels,
+        num_classes=len(train_set.classes),
+        width_multiplier=config.width_multiplier,
+    )
+    model = build_model(arch).to(device)
+    crops = TrainingCrops(train_set, config.crop, config.in_channels, spec.normalisation, config.seed)
+    steps_per_epoch = math.ceil(len(crops) / config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _warmup_cosine(steps_per_epoch * config.epochs)
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    result = TrainResult(run_dir=config.out_dir)
+    start_epoch = _prepare_run_dir(config, model, optimizer, scheduler, scaler, result)
+    seconds_before = result.seconds
+    loss_fn = BceDiceLoss()
+    threshold_half = [ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in train_set.classes]
+    for epoch in range(start_epoch, config.epochs + 1):
+        crops.set_epoch(epoch)
+        loader = DataLoader(
+            crops,
+            batch_size=config.batch_size,
+            shuffle=True,
+            drop_last=len(crops) > config.batch_size,
+            generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+        )
+        train_loss = _train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, device, epoch, config)
+        metrics = evaluate(torch_predictor(model, device), val_set, spec, threshold_half, progress=config.progress)
+        record = {"epoch": epoch, "train_loss": train_loss, "val_dice": metrics["dice"], "val_dice_nonempty": metrics["dice_nonempty"], "lr": scheduler.get_last_lr()[0]}
+        result.history.append(record)
+        if metrics["dice"] >= result.best_val_dice:
+            result.best_epoch, result.best_val_dice = epoch, float(metrics["dice"])
+            save_file(_cpu_state(model), str(config.out_dir / BEST_WEIGHTS_FILE))
+        result.seconds = seconds_before + time.perf_counter() - started
+        _save_checkpoint(config, model, optimizer, scheduler, scaler, result, epoch)
+        _write_run_file(config, arch, train_set.classes, spec, result)
+        if config.progress:
+            tqdm.write(json.dumps(record))
+    return result
+
+
+def _train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    loss_fn: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    epoch: int,
+    config: TrainConfig,
+) -> float:
+    model.train()
+    losses = []
+    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False)
+    for images, masks in bar:
+        images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss = loss_fn(model(images), masks)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    return float(np.mean(losses))
+
+
+def _warmup_cosine(total_steps: int):
+    warmup = max(1, int(total_steps * WARMUP_FRACTION))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def _prepare_run_dir(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    result: TrainResult,
+) -> int:
+    """Create the run folder, or reload its last checkpoint; returns the first epoch to run."""
+    checkpoint_path = config.out_dir / CHECKPOINT_FILE
+    if checkpoint_path.exists() and not config.resume:
+        raise FileExistsError(
+            f"{config.out_dir} already holds a training run: pass --resume to continue it "
+            "or choose another --out"
+        )
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    if not checkpoint_path.exists():
+        return 1
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    result.history = state["history"]
+    result.best_epoch = state["best_epoch"]
+    result.best_val_dice = state["best_val_dice"]
+    result.seconds = state["seconds"]
+    return state["epoch"] + 1
+
+
+def _save_checkpoint(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    result: TrainResult,
+    epoch: int,
+) -> None:
+    state = {
+        "model": _cpu_state(model),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_val_dice": result.best_val_dice,
+        "seconds": result.seconds,
+    }
+    tmp = config.out_dir / f".{CHECKPOINT_FILE}.tmp"
+    torch.save(state, tmp)
+    tmp.replace(config.out_dir / CHECKPOINT_FILE)
+
+
+def _write_run_file(config, arch, classes, spec, result) -> None:
+    payload = {
+        "config": config.to_json(),
+        "architecture": arch.to_dict(),
+        "classes": [{"id": c.id, "name": c.name} for c in classes],
+        "input": spec.model_dump(),
+        "history": result.history,
+        "best_epoch": result.best_epoch,
+        "best_val_dice": result.best_val_dice,
+        "seconds": result.seconds,
+    }
+    (config.out_dir / RUN_FILE).write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.evaluation.metrics import DiceAccumulator
+from service.evaluation.tuning import PostprocessTuner, min_area_candidates
+from service.inference.postprocess import probabilities_to_masks, sigmoid
+from service.inference.preprocess import padded_size, prepare_batch
+from service.store.manifest import ClassPostprocess, InputSpec
+
+
+def test_competition_dice_counts_empty_pairs_as_one() -> None:
+    truth = np.zeros((2, 4, 4), np.uint8)
+    truth[0, :2] = 1  # class 0: 8 pixels; class 1 empty
+    predicted = np.zeros_like(truth)
+    predicted[0, :1] = 1  # 4 of the 8 pixels
+    accumulator = DiceAccumulator(["a", "b"])
+    accumulator.add(predicted, truth)
+    result = accumulator.result()
+    assert result["dice_per_class"] == {"a": pytest.approx(2 * 4 / 12), "b": 1.0}
+    assert result["dice"] == pytest.approx((2 * 4 / 12 + 1) / 2)
+    assert result["dice_nonempty"] == pytest.approx(2 * 4 / 12)
+    assert result["iou_per_class"]["a"] == pytest.approx(4 / 8)
+    assert result["pairs_nonempty"] == 1
+
+
+def test_false_positive_on_empty_truth_scores_zero() -> None:
+    accumulator = DiceAccumulator(["a"])
+    accumulator.add(np.ones((1, 1, 3, 3)), np.zeros((1, 1, 3, 3)))
+    assert accumulator.result()["dice"] == 0.0
+
+
+def test_accumulator_rejects_shape_mismatch_and_empty() -> None:
+    accumulator = DiceAccumulator(["a"])
+    with pytest.raises(ValueError, match="no images"):
+        accumulator.result()
+    with pytest.raises(ValueError, match="shape"):
+        accumulator.add(np.zeros((1, 2, 2)), np.zeros((1, 3, 3)))
+
+
+def test_postprocess_threshold_and_min_area() -> None:
+    probabilities = np.zeros((2, 10, 10), np.float32)
+    probabilities[0, :5, :5] = 0.9  # 25 px
+    probabilities[1, :2, :2] = 0.9  # 4 px, below its minimum area
+    rules = [
+        ClassPostprocess(class_id=1, threshold=0.5, min_area=20),
+        ClassPostprocess(class_id=2, threshold=0.5, min_area=5),
+    ]
+    masks = probabilities_to_masks(probabilities, rules)
+    assert masks[0].sum() == 25
+    assert masks[1].sum() == 0
+    with pytest.raises(ValueError):
+        probabilities_to_masks(probabilities[:1], rules)
+
+
+def test_sigmoid_is_stable_for_extremes() -> None:
+    values = sigmoid(np.array([-1000.0, 0.0, 1000.0]))
+    assert np.allclose(values, [0.0, 0.5, 1.0])
+    assert np.isfinite(values).all()
+
+
+def test_tuner_finds_the_separating_threshold_and_drops_noise() -> None:
+    rng = np.random.default_rng(0)
+    tuner = PostprocessTuner(num_classes=1)
+    for index in range(12):
+        truth = np.zeros((1, 32, 32), np.uint8)
+        if index % 2:
+            truth[0, 8:20, 8:20] = 1
+        # defect pixels score 0.62-0.7; background up to 0.6, with isolated noisy pixels
+        probabilities = np.where(truth, rng.uniform(0.62, 0.7, truth.shape), rng.uniform(0, 0.4, truth.shape))
+        probabilities[0, 0, :3] = 0.9
+        tuner.add(probabilities.astype(np.float32), truth)
+    (rule,), (score,) = tuner.best(min_area_candidates(32, 32))
+    assert 0.4 <= rule.threshold < 0.62
+    assert 3 < rule.min_area <= 144
+    assert score == pytest.approx(1.0, abs=0.02)
+
+
+def test_min_area_candidates_scale_with_image() -> None:
+    assert min_area_candidates(256, 1600)[:3] == (0, 16, 32)
+    assert max(min_area_candidates(256, 1600)) <= 256 * 1600 // 50
+    assert min_area_candidates(8, 8) == (0,)
+
+
+def test_prepare_batch_pads_to_stride_and_normalises() -> None:
+    spec = InputSpec(height=200, width=200, channels=3)
+    image = np.full((200, 200), 255, np.uint8)
+    batch = prepare_batch([image, image], spec)
+    assert batch.shape == (2, 3, 224, 224)
+    assert batch.dtype == np.float32
+    assert np.allclose(batch[:, :, :200, :200], (1.0 - 0.5) / 0.25)
+    assert padded_size(256, 1600) == (256, 1600)
+    with pytest.raises(ValueError, match="differ"):
+        prepare_batch([image, image[:100]], spec)
