@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from service.architectures import ENCODER_NAMES, FAMILY_NAMES
 from service.config import get_settings
 
 Handler = Callable[[argparse.Namespace], int]
@@ -59,8 +60,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         )
     )
-    _print_json({"run_dir": result.run_dir, "best_epoch": result.best_epoch,
-                 "best_val_dice": result.best_val_dice, "seconds": round(result.seconds, 1)})
+    _print_json(
+        {
+            "run_dir": result.run_dir,
+            "best_epoch": result.best_epoch,
+            "best_val_dice": result.best_val_dice,
+            "seconds": round(result.seconds, 1),
+        }
+    )
     return 0
 
 
@@ -71,8 +78,13 @@ def cmd_publish(args: argparse.Namespace) -> int:
     manifest = publish_run(
         args.run, ModelStore(args.store), args.model, args.alias, args.device, not args.quiet
     )
-    _print_json({"name": manifest.name, "version": manifest.version,
-                 "metrics": manifest.metrics.model_dump()})
+    _print_json(
+        {
+            "name": manifest.name,
+            "version": manifest.version,
+            "metrics": manifest.metrics.model_dump(),
+        }
+    )
     return 0
 
 
@@ -95,8 +107,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         version.manifest.postprocess,
         progress=not args.quiet,
     )
-    _print_json({"model": args.model, "version": version.manifest.version,
-                 "dataset": dataset_spec, "split": split, **scores})
+    _print_json(
+        {
+            "model": args.model,
+            "version": version.manifest.version,
+            "dataset": dataset_spec,
+            "split": split,
+            **scores,
+        }
+    )
     return 0
 
 
@@ -107,7 +126,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     listing = {
         name: {
             "aliases": store.aliases(name),
-            "versions": {v: store.manifest(name, v).metrics.model_dump() for v in store.versions(name)},
+            "versions": {
+                v: store.manifest(name, v).metrics.model_dump() for v in store.versions(name)
+            },
         }
         for name in store.models()
     }
@@ -129,8 +150,10 @@ def cmd_macs(args: argparse.Namespace) -> int:
     rows = architecture_table(height=args.height, width=args.width, width_multipliers=args.widths)
     print(f"{'family':6} {'encoder':16} {'width':>5} {'params (M)':>11} {'GMACs':>8}")
     for row in rows:
-        print(f"{row['family']:6} {row['encoder']:16} {row['width_multiplier']:>5} "
-              f"{row['params'] / 1e6:>11.2f} {row['gmacs']:>8.2f}")
+        print(
+            f"{row['family']:6} {row['encoder']:16} {row['width_multiplier']:>5} "
+            f"{row['params'] / 1e6:>11.2f} {row['gmacs']:>8.2f}"
+        )
     return 0
 
 
@@ -150,7 +173,10 @@ def cmd_bench_neu(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Steel strip inspection: data, training, model store and serving.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
@@ -160,21 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def store_option(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--store", type=Path, default=settings.model_store,
-                         help="model store folder (env MODEL_STORE)")
+        sub.add_argument(
+            "--store",
+            type=Path,
+            default=settings.model_store,
+            help="model store folder (env MODEL_STORE)",
+        )
 
-    sub = command("make-synthetic", cmd_make_synthetic, "write a synthetic Severstal-format dataset")
+    sub = command(
+        "make-synthetic", cmd_make_synthetic, "write a synthetic Severstal-format dataset"
+    )
     sub.add_argument("--out", type=Path, required=True, help="output folder")
     sub.add_argument("--n", type=int, required=True, help="number of strips")
     sub.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
 
     sub = command("train", cmd_train, "train a segmentation net into a run folder")
-    sub.add_argument("--dataset", required=True,
-                     help="neu, neu:PATH, severstal:PATH or a Severstal-format folder")
+    sub.add_argument(
+        "--dataset",
+        required=True,
+        help="neu, neu:PATH, severstal:PATH or a Severstal-format folder",
+    )
     sub.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, run.json)")
-    sub.add_argument("--arch", default="unet", help="decoder family: unet or fpn")
-    sub.add_argument("--encoder", default="resnet18",
-                     help="resnet18, resnet34, resnet50 or resnext50_32x4d")
+    sub.add_argument("--arch", default="unet", choices=FAMILY_NAMES, help="decoder family")
+    sub.add_argument("--encoder", default="resnet18", choices=ENCODER_NAMES, help="encoder")
     sub.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
     sub.add_argument("--epochs", type=int, default=10, help="epochs")

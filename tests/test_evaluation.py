@@ -68,7 +68,9 @@ def test_tuner_finds_the_separating_threshold_and_drops_noise() -> None:
         if index % 2:
             truth[0, 8:20, 8:20] = 1
         # defect pixels score 0.62-0.7; background up to 0.6, with isolated noisy pixels
-        probabilities = np.where(truth, rng.uniform(0.62, 0.7, truth.shape), rng.uniform(0, 0.4, truth.shape))
+        probabilities = np.where(
+            truth, rng.uniform(0.62, 0.7, truth.shape), rng.uniform(0, 0.4, truth.shape)
+        )
         probabilities[0, 0, :3] = 0.9
         tuner.add(probabilities.astype(np.float32), truth)
     (rule,), (score,) = tuner.best(min_area_candidates(32, 32))

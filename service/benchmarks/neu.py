@@ -1,4 +1,4 @@
-"""The real-data baseline: the shipped recipe trained on NEU-Seg train, reported on its test split."""
+"""The real-data baseline: the shipped recipe trained on NEU-Seg train, scored on its test split."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def bench_neu(out: Path, epochs: int, width: float, device: str = "auto") -> dic
             resume=(out / "run" / "checkpoint.pt").exists(),
         )
     )
-    manifest = publish_run(result.run_dir, ModelStore(out / "store"), BENCH_MODEL, "production", device)
+    manifest = publish_run(
+        result.run_dir, ModelStore(out / "store"), BENCH_MODEL, "production", device
+    )
     metrics = manifest.metrics.model_dump()
     summary = {
         "recipe": f"unet/resnet18 width {width}, {epochs} epochs, batch 16, crop 192x192",

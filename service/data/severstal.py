@@ -8,6 +8,7 @@ CSV finds images/0002cc93b.png (the shared samples are PNG re-saves of the compe
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from service.data.base import DefectClass, Sample
 SEVERSTAL_CLASSES: tuple[DefectClass, ...] = tuple(
     DefectClass(id=k, name=f"class_{k}") for k in range(1, 5)
 )
+CLASSES_FILE = "classes.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif")
 
 _OLD_HEADER = ["ImageId_ClassId", "EncodedPixels"]
@@ -95,6 +97,22 @@ def write_train_csv(path: Path | str, rows: Rows) -> None:
                     writer.writerow([image_id, class_id, encoded])
 
 
+def read_classes(root: Path) -> tuple[DefectClass, ...]:
+    """The dataset's ``classes.json`` (``[{"id": 1, "name": ...}, ...]``) if it has one, else
+    Severstal's four numbered classes."""
+    path = Path(root) / CLASSES_FILE
+    if not path.is_file():
+        return SEVERSTAL_CLASSES
+    return tuple(
+        DefectClass(id=int(c["id"]), name=str(c["name"])) for c in json.loads(path.read_text())
+    )
+
+
+def write_classes(root: Path, classes: tuple[DefectClass, ...]) -> None:
+    payload = [{"id": c.id, "name": c.name} for c in classes]
+    (Path(root) / CLASSES_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
 class SeverstalDataset:
     """Images of ``root/images_dir`` with masks from ``root/csv_name``.
 
@@ -109,16 +127,20 @@ class SeverstalDataset:
         image_ids: list[str] | None = None,
         csv_name: str = "train.csv",
         images_dir: str = "train_images",
-        classes: tuple[DefectClass, ...] = SEVERSTAL_CLASSES,
+        classes: tuple[DefectClass, ...] | None = None,
     ) -> None:
         root = Path(root)
         csv_path, image_dir = root / csv_name, root / images_dir
-        for needed, what in ((root, "dataset root"), (csv_path, "mask CSV"), (image_dir, "image folder")):
+        for needed, what in (
+            (root, "dataset root"),
+            (csv_path, "mask CSV"),
+            (image_dir, "image folder"),
+        ):
             if not needed.exists():
                 raise FileNotFoundError(f"Severstal {what} {needed} does not exist")
         self.root = root
-        self.classes = classes
-        rows = read_train_csv(csv_path, num_classes=len(classes))
+        self.classes = classes or read_classes(root)
+        rows = read_train_csv(csv_path, num_classes=len(self.classes))
         self._rows_by_stem = _by_stem(rows, csv_path)
         self._files_by_stem = _image_files(image_dir)
         if image_ids is None:

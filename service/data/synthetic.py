@@ -16,10 +16,17 @@ from PIL import Image
 from tqdm import tqdm
 
 from service import rle
-from service.data.severstal import write_train_csv
+from service.data.base import DefectClass
+from service.data.severstal import write_classes, write_train_csv
 
 HEIGHT, WIDTH = 256, 1600
-NUM_CLASSES = 4
+SYNTHETIC_CLASSES = (
+    DefectClass(1, "pits"),
+    DefectClass(2, "edge_crack"),
+    DefectClass(3, "scratch"),
+    DefectClass(4, "rolled_in_scale"),
+)
+NUM_CLASSES = len(SYNTHETIC_CLASSES)
 # Smallest intensity change on a defect pixel: keeps every mask pixel visibly altered after
 # rounding to uint8.
 _MIN_CONTRAST = 12.0
@@ -103,8 +110,8 @@ def _scratch(rng: np.random.Generator) -> Defect:
     rows = np.rint(ys - ys.min()).astype(int)
     delta = np.zeros((int(rows.max()) + width, length), dtype=np.float32)
     sign = 1.0 if rng.random() < 0.5 else -1.0
-    strength = rng.uniform(35.0, 60.0) * rng.uniform(0.75, 1.0) * np.ones(length)
-    strength *= _upsample(rng.uniform(0.7, 1.0, size=(1, 6)), (1, length))[0]
+    fading = _upsample(rng.uniform(0.7, 1.0, size=(1, 6)), (1, length))[0]
+    strength = rng.uniform(30.0, 60.0) * fading
     for k in range(width):
         delta[rows + k, xs] = sign * np.maximum(strength, _MIN_CONTRAST)
     return _place(rng, delta)
@@ -179,7 +186,8 @@ def generate_synthetic(
 ) -> Path:
     """Write ``n`` strips as a Severstal-format dataset under ``out_dir`` and return it.
 
-    ``out_dir/train.csv`` (new format) and ``out_dir/train_images/<id>.png``. Strip i is drawn
+    ``out_dir/train.csv`` (new format), ``out_dir/train_images/<id>.png`` and
+    ``out_dir/classes.json`` naming the four classes. Strip i is drawn
     from its own generator seeded with (seed, i): the same (n, seed) gives byte-identical files,
     and the first k strips do not depend on n.
     """
@@ -202,4 +210,5 @@ def generate_synthetic(
         Image.fromarray(image).save(image_dir / name, compress_level=1)
         rows[name] = {k + 1: rle.encode(mask) for k, mask in enumerate(masks) if mask.any()}
     write_train_csv(out_dir / "train.csv", rows)
+    write_classes(out_dir, SYNTHETIC_CLASSES)
     return out_dir

@@ -64,8 +64,9 @@ class PostprocessTuner:
         for class_index in range(self.num_classes):
             grid = np.stack(
                 [
-                    np.where(areas[:, class_index] < m, dropped[:, class_index], kept[:, class_index])
-                    .mean(axis=0)
+                    np.where(
+                        areas[:, class_index] < m, dropped[:, class_index], kept[:, class_index]
+                    ).mean(axis=0)
                     for m in min_areas
                 ]
             )  # (M, T)

@@ -14,6 +14,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from service.architectures import ENCODER_NAMES, FAMILY_NAMES
 from service.nets.fpn import build_fpn
 from service.nets.resnet import ResNetEncoder, resnet18, resnet34, resnet50, resnext50_32x4d
 from service.nets.unet import build_unet
@@ -21,13 +22,10 @@ from service.nets.unet import build_unet
 FamilyBuilder = Callable[[Sequence[int], int, float], tuple[nn.Module, nn.Module]]
 EncoderBuilder = Callable[[int, float], ResNetEncoder]
 
-FAMILIES: dict[str, FamilyBuilder] = {"unet": build_unet, "fpn": build_fpn}
-ENCODERS: dict[str, EncoderBuilder] = {
-    "resnet18": resnet18,
-    "resnet34": resnet34,
-    "resnet50": resnet50,
-    "resnext50_32x4d": resnext50_32x4d,
-}
+FAMILIES: dict[str, FamilyBuilder] = dict(zip(FAMILY_NAMES, (build_unet, build_fpn), strict=True))
+ENCODERS: dict[str, EncoderBuilder] = dict(
+    zip(ENCODER_NAMES, (resnet18, resnet34, resnet50, resnext50_32x4d), strict=True)
+)
 
 SHAPED_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm)
 
@@ -70,9 +68,9 @@ class Architecture:
             in_channels=int(data["in_channels"]),
             num_classes=int(data["num_classes"]),
             width_multiplier=float(data.get("width_multiplier", 1.0)),
-            layer_shapes=None if shapes is None else {
-                name: [int(size) for size in shape] for name, shape in shapes.items()
-            },
+            layer_shapes=None
+            if shapes is None
+            else {name: [int(size) for size in shape] for name, shape in shapes.items()},
         )
 
 
@@ -95,8 +93,9 @@ class SegmentationModel(nn.Module):
 def build_model(arch: Architecture) -> SegmentationModel:
     """The net `arch` describes, freshly initialised, with its recorded widths if it has any."""
     encoder = ENCODERS[arch.encoder](arch.in_channels, arch.width_multiplier)
-    decoder, head = FAMILIES[arch.family](encoder.out_channels, arch.num_classes,
-                                          arch.width_multiplier)
+    decoder, head = FAMILIES[arch.family](
+        encoder.out_channels, arch.num_classes, arch.width_multiplier
+    )
     model = SegmentationModel(encoder, decoder, head)
     if arch.layer_shapes is not None:
         _apply_layer_shapes(model, arch.layer_shapes)
@@ -122,14 +121,26 @@ def _reshaped(module: nn.Module, shape: list[int]) -> nn.Module:
     """A fresh layer like `module` (same kernel, stride, eps, ...) but of the recorded shape."""
     if isinstance(module, nn.Conv2d):
         in_channels, out_channels, groups = shape
-        return nn.Conv2d(in_channels, out_channels, module.kernel_size, stride=module.stride,
-                         padding=module.padding, dilation=module.dilation, groups=groups,
-                         bias=module.bias is not None, padding_mode=module.padding_mode)
+        return nn.Conv2d(
+            in_channels,
+            out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=groups,
+            bias=module.bias is not None,
+            padding_mode=module.padding_mode,
+        )
     if isinstance(module, nn.BatchNorm2d):
         (num_features,) = shape
-        return nn.BatchNorm2d(num_features, eps=module.eps, momentum=module.momentum,
-                              affine=module.affine,
-                              track_running_stats=module.track_running_stats)
+        return nn.BatchNorm2d(
+            num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=module.track_running_stats,
+        )
     if isinstance(module, nn.GroupNorm):
         num_groups, num_channels = shape
         return nn.GroupNorm(num_groups, num_channels, eps=module.eps, affine=module.affine)
@@ -148,8 +159,9 @@ def _apply_layer_shapes(model: nn.Module, layer_shapes: Mapping[str, list[int]])
             setattr(model.get_submodule(parent), child, _reshaped(module, list(shape)))
 
 
-def count_params_and_macs(model: nn.Module, height: int = 256,
-                          width: int = 1600) -> tuple[int, int]:
+def count_params_and_macs(
+    model: nn.Module, height: int = 256, width: int = 1600
+) -> tuple[int, int]:
     """Parameters and multiply-accumulates of one (1, in_channels, height, width) forward pass.
 
     Torch-Pruning counts on a deep copy in eval mode, so `model` keeps its mode and weights.

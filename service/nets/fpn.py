@@ -55,16 +55,22 @@ class Conv3x3GNReLU(nn.Module):
 def segmentation_block(in_channels: int, out_channels: int, n_upsamples: int) -> nn.Sequential:
     """Brings one pyramid level to /4: conv-GN-ReLU blocks, each but a /4 one upsampling x2."""
     blocks = [Conv3x3GNReLU(in_channels, out_channels, upsample=n_upsamples > 0)]
-    blocks += [Conv3x3GNReLU(out_channels, out_channels, upsample=True)
-               for _ in range(1, n_upsamples)]
+    blocks += [
+        Conv3x3GNReLU(out_channels, out_channels, upsample=True) for _ in range(1, n_upsamples)
+    ]
     return nn.Sequential(*blocks)
 
 
 class FPNDecoder(nn.Module):
     """Pyramid P5..P2 from layer4..layer1 (the stem is unused), each brought to /4 and summed."""
 
-    def __init__(self, encoder_channels: Sequence[int], pyramid_channels: int,
-                 segmentation_channels: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        encoder_channels: Sequence[int],
+        pyramid_channels: int,
+        segmentation_channels: int,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         _, layer1, layer2, layer3, layer4 = encoder_channels
         self.p5 = nn.Conv2d(layer4, pyramid_channels, 1)
@@ -83,20 +89,26 @@ class FPNDecoder(nn.Module):
         p4 = self.p4(p5, layer3)
         p3 = self.p3(p4, layer2)
         p2 = self.p2(p3, layer1)
-        s5, s4, s3, s2 = (block(p) for block, p in zip(self.seg_blocks, (p5, p4, p3, p2),
-                                                        strict=True))
+        s5, s4, s3, s2 = (
+            block(p) for block, p in zip(self.seg_blocks, (p5, p4, p3, p2), strict=True)
+        )
         return self.dropout(s5 + s4 + s3 + s2)
 
 
-def build_fpn(encoder_channels: Sequence[int], num_classes: int, width_multiplier: float,
-              dropout: float = 0.0) -> tuple[FPNDecoder, nn.Sequential]:
+def build_fpn(
+    encoder_channels: Sequence[int], num_classes: int, width_multiplier: float, dropout: float = 0.0
+) -> tuple[FPNDecoder, nn.Sequential]:
     """The decoder (output at /4) and its head: a 1x1 conv to the classes, bilinear x4.
 
     Dropout has no weights, so it is not part of a saved architecture; it only matters in training.
     """
     segmentation_channels = scale_channels(SEGMENTATION_CHANNELS, width_multiplier)
-    decoder = FPNDecoder(encoder_channels, scale_channels(PYRAMID_CHANNELS, width_multiplier),
-                         segmentation_channels, dropout)
+    decoder = FPNDecoder(
+        encoder_channels,
+        scale_channels(PYRAMID_CHANNELS, width_multiplier),
+        segmentation_channels,
+        dropout,
+    )
     head = nn.Sequential(
         nn.Conv2d(segmentation_channels, num_classes, 1),
         nn.Upsample(scale_factor=HEAD_UPSAMPLING, mode="bilinear", align_corners=True),

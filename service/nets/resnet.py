@@ -29,10 +29,18 @@ def scale_channels(channels: float, multiplier: float, divisor: int = 8) -> int:
     return rounded
 
 
-def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-            groups: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                     padding=kernel_size // 2, groups=groups, bias=False)
+def conv_bn(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1
+) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
+    conv = nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        padding=kernel_size // 2,
+        groups=groups,
+        bias=False,
+    )
     return conv, nn.BatchNorm2d(out_channels)
 
 
@@ -44,10 +52,16 @@ def shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module | No
 
 
 class BasicBlock(nn.Module):
-    """Two 3x3 convs with a residual connection (ResNet-18/34). `mid_channels` is the inner width."""
+    """Two 3x3 convs with a residual connection (ResNet-18/34); `mid_channels` is the inner one."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int = 1,
-                 groups: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        groups: int = 1,
+    ) -> None:
         super().__init__()
         if groups != 1:
             raise ValueError("BasicBlock has no grouped conv; use Bottleneck for ResNeXt")
@@ -70,8 +84,14 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand, with a residual connection."""
 
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int = 1,
-                 groups: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        mid_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        groups: int = 1,
+    ) -> None:
         super().__init__()
         self.conv1, self.bn1 = conv_bn(in_channels, mid_channels, 1)
         self.conv2, self.bn2 = conv_bn(mid_channels, mid_channels, 3, stride=stride, groups=groups)
@@ -94,8 +114,15 @@ class Bottleneck(nn.Module):
 Block = type[BasicBlock] | type[Bottleneck]
 
 
-def make_stage(block: Block, in_channels: int, mid_channels: int, out_channels: int, depth: int,
-               stride: int, groups: int) -> nn.Sequential:
+def make_stage(
+    block: Block,
+    in_channels: int,
+    mid_channels: int,
+    out_channels: int,
+    depth: int,
+    stride: int,
+    groups: int,
+) -> nn.Sequential:
     """`depth` blocks; the first one changes stride and width, the rest keep them."""
     blocks = [block(in_channels, mid_channels, out_channels, stride, groups)]
     blocks += [block(out_channels, mid_channels, out_channels, 1, groups) for _ in range(depth - 1)]
@@ -131,7 +158,7 @@ class ResNetEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class ResNetConfig:
-    """What distinguishes the variants. Inner width of a stage = planes * base_width / 64 * groups."""
+    """What tells the variants apart. A stage's inner width: planes * base_width / 64 * groups."""
 
     block: Block
     layers: tuple[int, int, int, int]
@@ -152,8 +179,9 @@ def build_resnet(config: ResNetConfig, in_channels: int, width_multiplier: float
     stages = []
     stage_in = stem_channels
     for index, (planes, depth) in enumerate(zip(STAGE_PLANES, config.layers, strict=True)):
-        mid = scale_channels(planes * config.base_width / 64 * config.groups, width_multiplier,
-                             group_divisor)
+        mid = scale_channels(
+            planes * config.base_width / 64 * config.groups, width_multiplier, group_divisor
+        )
         out = scale_channels(planes * expansion, width_multiplier)
         stride = 1 if index == 0 else 2
         stages.append(make_stage(config.block, stage_in, mid, out, depth, stride, config.groups))

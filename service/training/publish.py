@@ -87,7 +87,9 @@ def publish_run(
             params=params,
             macs=macs,
             evaluated_on=f"{dataset_spec} {split} split ({scores['images']} images)",
-            validation_dice_tuned={str(r.class_id): d for r, d in zip(rules, tuned_val_dice, strict=True)},
+            validation_dice_tuned={
+                str(r.class_id): d for r, d in zip(rules, tuned_val_dice, strict=True)
+            },
             parity=parity,
             latency={
                 "onnxruntime_cpu": measure_latency_ms(onnx_model, spec),
@@ -105,13 +107,17 @@ def publish_run(
             metrics=metrics,
             lineage=Lineage(method="train", settings=run["config"]),
         )
-        manifest = store.publish(model_name, draft, {WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path})
+        manifest = store.publish(
+            model_name, draft, {WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path}
+        )
     if alias:
         store.set_alias(model_name, alias, manifest.version)
     return manifest
 
 
-def load_version_model(store: ModelStore, name: str, ref: int | str) -> tuple[torch.nn.Module, Manifest]:
+def load_version_model(
+    store: ModelStore, name: str, ref: int | str
+) -> tuple[torch.nn.Module, Manifest]:
     """Rebuild a published version's net (pruned widths included) from safetensors; no pickles."""
     version = store.load(name, ref)
     arch = Architecture.from_dict(version.manifest.architecture.model_dump())

@@ -88,9 +88,13 @@ def train(config: TrainConfig) -> TrainResult:
         width_multiplier=config.width_multiplier,
     )
     model = build_model(arch).to(device)
-    crops = TrainingCrops(train_set, config.crop, config.in_channels, spec.normalisation, config.seed)
+    crops = TrainingCrops(
+        train_set, config.crop, config.in_channels, spec.normalisation, config.seed
+    )
     steps_per_epoch = math.ceil(len(crops) / config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(steps_per_epoch * config.epochs)
     )
@@ -99,7 +103,9 @@ def train(config: TrainConfig) -> TrainResult:
     start_epoch = _prepare_run_dir(config, model, optimizer, scheduler, scaler, result)
     seconds_before = result.seconds
     loss_fn = BceDiceLoss()
-    threshold_half = [ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in train_set.classes]
+    threshold_half = [
+        ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in train_set.classes
+    ]
     for epoch in range(start_epoch, config.epochs + 1):
         crops.set_epoch(epoch)
         loader = DataLoader(
@@ -109,9 +115,19 @@ def train(config: TrainConfig) -> TrainResult:
             drop_last=len(crops) > config.batch_size,
             generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
         )
-        train_loss = _train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, device, epoch, config)
-        metrics = evaluate(torch_predictor(model, device), val_set, spec, threshold_half, progress=config.progress)
-        record = {"epoch": epoch, "train_loss": train_loss, "val_dice": metrics["dice"], "val_dice_nonempty": metrics["dice_nonempty"], "lr": scheduler.get_last_lr()[0]}
+        train_loss = _train_one_epoch(
+            model, loader, loss_fn, optimizer, scheduler, scaler, device, epoch, config
+        )
+        metrics = evaluate(
+            torch_predictor(model, device), val_set, spec, threshold_half, progress=config.progress
+        )
+        record = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_dice": metrics["dice"],
+            "val_dice_nonempty": metrics["dice_nonempty"],
+            "lr": scheduler.get_last_lr()[0],
+        }
         result.history.append(record)
         if metrics["dice"] >= result.best_val_dice:
             result.best_epoch, result.best_val_dice = epoch, float(metrics["dice"])
@@ -137,7 +153,9 @@ def _train_one_epoch(
 ) -> float:
     model.train()
     losses = []
-    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False)
+    bar = tqdm(
+        loader, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False
+    )
     for images, masks in bar:
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):

@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.data import SeverstalDataset, generate_synthetic, read_train_csv, render_strip
+from service.data.synthetic import _background, _quantise
+
+N, SEED = 40, 3
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_synthetic(tmp_path_factory.mktemp("syn"), N, SEED, progress=False)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_layout(generated: Path) -> None:
+    names = sorted(p.name for p in (generated / "train_images").iterdir())
+    assert names == [f"syn0003_{i:05d}.png" for i in range(N)]
+    assert set(read_train_csv(generated / "train.csv")) <= set(names)
+
+
+def test_same_seed_same_bytes(generated: Path, tmp_path: Path) -> None:
+    again = generate_synthetic(tmp_path / "again", N, SEED, progress=False)
+    assert _files(again) == _files(generated)
+
+
+def test_prefix_is_independent_of_n(generated: Path, tmp_path: Path) -> None:
+    small = generate_synthetic(tmp_path / "small", 7, SEED, progress=False)
+    images = _files(small / "train_images")
+    assert images == {name: _files(generated / "train_images")[name] for name in images}
+    rows = read_train_csv(generated / "train.csv")
+    assert read_train_csv(small / "train.csv") == {k: v for k, v in rows.items() if k in images}
+
+
+def test_reads_back_as_rendered(generated: Path) -> None:
+    dataset = SeverstalDataset(generated)
+    assert len(dataset) == N
+    for i in (0, 1, 2, 3, 4, 5):
+        sample = dataset[i]
+        image, masks = render_strip(np.random.default_rng([SEED, i]))
+        assert sample.image_id == f"syn0003_{i:05d}.png"
+        np.testing.assert_array_equal(sample.image, image)
+        np.testing.assert_array_equal(sample.masks, masks)
+
+
+def test_defect_statistics(generated: Path) -> None:
+    dataset = SeverstalDataset(generated)
+    present = np.array([dataset[i].masks.any(axis=(1, 2)) for i in range(len(dataset))])
+    defect_free = (~present.any(axis=1)).mean()
+    assert 0.3 <= defect_free <= 0.7
+    assert present.any(axis=0).all(), "every class should appear over 40 strips"
+    assert present.sum(axis=1).max() <= 3
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_masks_are_exactly_the_altered_pixels(seed: int) -> None:
+    image, masks = render_strip(np.random.default_rng([seed, 0]), defect_free_fraction=0.0)
+    background = _quantise(_background(np.random.default_rng([seed, 0])))
+    assert image.shape == (256, 1600) and image.dtype == np.uint8
+    assert masks.shape == (4, 256, 1600) and masks.dtype == np.uint8
+    assert set(np.unique(masks)) <= {0, 1}
+    assert masks.any()
+    assert masks.sum(axis=0).max() <= 1  # one class per pixel
+    np.testing.assert_array_equal(image != background, masks.any(axis=0))
+
+
+def test_defect_free_strip() -> None:
+    image, masks = render_strip(np.random.default_rng(5), defect_free_fraction=1.0)
+    assert not masks.any()
+    assert 30 < image.mean() < 200 and image.std() > 2
+
+
+def test_refuses_to_mix_with_stray_images(tmp_path: Path) -> None:
+    out = generate_synthetic(tmp_path / "mixed", 3, 1, progress=False)
+    with pytest.raises(FileExistsError, match=r"syn0001_00000\.png"):
+        generate_synthetic(out, 3, 2, progress=False)

@@ -1,0 +1,112 @@
+"""A tiny end-to-end run on synthetic strips: train lowers the loss, resume continues, publish
+writes a version whose ONNX export matches torch and whose weights rebuild the net."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from service.data.synthetic import generate_synthetic  # noqa: E402
+from service.evaluation.run import evaluate  # noqa: E402
+from service.inference.runtime import OnnxSegmenter  # noqa: E402
+from service.store import ModelStore  # noqa: E402
+from service.training.publish import ONNX_FILE, load_version_model, publish_run  # noqa: E402
+from service.training.train import TrainConfig, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_synthetic(tmp_path_factory.mktemp("synthetic"), n=16, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = TrainConfig(
+        dataset=str(synthetic_root),
+        out_dir=out,
+        width_multiplier=0.125,
+        epochs=3,
+        batch_size=4,
+        crop=(128, 256),
+        lr=3e-3,
+        device="cpu",
+        progress=False,
+    )
+    train(config)
+    return out
+
+
+def test_training_lowers_the_loss_and_writes_the_run(trained_run: Path) -> None:
+    run = json.loads((trained_run / "run.json").read_text())
+    losses = [epoch["train_loss"] for epoch in run["history"]]
+    assert len(losses) == 3
+    assert losses[-1] < losses[0]
+    assert (trained_run / "best.safetensors").is_file()
+    assert run["architecture"]["family"] == "unet"
+
+
+def test_existing_run_needs_resume_and_resume_continues(
+    trained_run: Path, synthetic_root: Path
+) -> None:
+    base = dict(
+        dataset=str(synthetic_root),
+        out_dir=trained_run,
+        width_multiplier=0.125,
+        batch_size=4,
+        crop=(128, 256),
+        lr=3e-3,
+        device="cpu",
+        progress=False,
+    )
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TrainConfig(epochs=4, **base))
+    result = train(TrainConfig(epochs=4, resume=True, **base))
+    assert [epoch["epoch"] for epoch in result.history] == [1, 2, 3, 4]
+
+
+def test_publish_exports_onnx_with_parity_and_rebuilds(trained_run: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "store")
+    manifest = publish_run(
+        trained_run, store, "tiny", alias="production", device="cpu", progress=False
+    )
+    assert store.aliases("tiny") == {"production": manifest.version}
+    metrics = manifest.metrics.model_dump()
+    assert metrics["parity"]["max_abs_logit_diff"] < 1e-3
+    assert metrics["parity"]["mask_agreement"] > 0.999
+    assert metrics["params"] > 0 and metrics["macs"] > 0
+    assert 0.0 <= metrics["dice"] <= 1.0
+    assert [rule.class_id for rule in manifest.postprocess] == [1, 2, 3, 4]
+    assert manifest.lineage.parent_version is None
+    assert set(manifest.files) == {"model.onnx", "weights.safetensors"}
+
+    model, _ = load_version_model(store, "tiny", "production")
+    version = store.load("tiny", "production")
+    session = OnnxSegmenter(version.file(ONNX_FILE))
+    batch = np.random.default_rng(0).normal(size=(2, 1, 256, 1600)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(batch)).numpy()
+    assert np.abs(session(batch) - expected).max() < 1e-3  # dynamic batch axis works
+
+
+def test_onnx_evaluation_matches_the_manifest(
+    trained_run: Path, tmp_path: Path, synthetic_root: Path
+) -> None:
+    from service.data.catalog import open_dataset
+
+    store = ModelStore(tmp_path / "store")
+    manifest = publish_run(trained_run, store, "tiny", device="cpu", progress=False)
+    version = store.load("tiny", manifest.version)
+    scores = evaluate(
+        OnnxSegmenter(version.file(ONNX_FILE)),
+        open_dataset(str(synthetic_root), "val"),
+        manifest.input,
+        manifest.postprocess,
+        progress=False,
+    )
+    assert scores["dice"] == pytest.approx(manifest.metrics.dice, abs=1e-6)
