@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[worker,dev]'
 	touch $(STAMP)
 
+# Migrate the SQLite database under var/ and serve the shipped model on 127.0.0.1:8000
+# (DATABASE_URL, MODEL_STORE, MODEL_NAME, MODEL_ALIAS from the environment override).
+run: install
+	$(PY) -m service migrate
+	$(PY) -m service serve --host 127.0.0.1 --port 8000
+
 test: install
 	$(VENV)/bin/ruff check service tests
 	$(PY) -m pytest -q

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from service.architectures import ENCODER_NAMES, FAMILY_NAMES
 from service.config import get_settings
+from service.store import StoreError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -171,6 +172,33 @@ def cmd_bench_neu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.engine import make_url
+
+    from service.db.migrate import upgrade
+
+    upgrade(args.database_url, args.revision)
+    print(f"{make_url(args.database_url).render_as_string()}: migrated to {args.revision}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from service.api import create_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings().model_copy(
+        update={"model_store": args.store, "model_name": args.model, "model_alias": args.alias}
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     settings = get_settings()
     parser = argparse.ArgumentParser(
@@ -252,9 +280,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("bench-neu", cmd_bench_neu, "train + evaluate the baseline recipe on NEU-Seg")
     sub.add_argument("--out", type=Path, default=Path("var/bench-neu"), help="work folder")
-    sub.add_argument("--epochs", type=int, default=30, help="epochs")
+    sub.add_argument("--epochs", type=int, default=15, help="epochs")
     sub.add_argument("--width", type=float, default=0.25, help="width multiplier")
     sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+    sub = command("migrate", cmd_migrate, "create or upgrade the results database (Alembic)")
+    sub.add_argument(
+        "--database-url", default=settings.database_url, help="SQLAlchemy URL (env DATABASE_URL)"
+    )
+    sub.add_argument("--revision", default="head", help="target revision")
+
+    sub = command("serve", cmd_serve, "serve the inspection API (uvicorn, one process)")
+    sub.add_argument("--host", default="127.0.0.1", help="address to bind")
+    sub.add_argument("--port", type=int, default=8000, help="port to bind")
+    sub.add_argument("--model", default=settings.model_name, help="model name (env MODEL_NAME)")
+    sub.add_argument("--alias", default=settings.model_alias, help="alias served (env MODEL_ALIAS)")
+    sub.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn log level",
+    )
+    store_option(sub)
     return parser
 
 
@@ -262,6 +308,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -252,4 +252,6 @@ def _write_run_file(config, arch, classes, spec, result) -> None:
         "best_val_dice": result.best_val_dice,
         "seconds": result.seconds,
     }
-    (config.out_dir / RUN_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+    tmp = config.out_dir / f".{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(config.out_dir / RUN_FILE)

@@ -1,0 +1,156 @@
+"""Request and response shapes of the API (pydantic), kept apart from the ORM models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from service.db.models import ID_LENGTH, Inspection
+from service.store import Manifest
+
+# Printable text only: Postgres refuses NUL in text, and ids end up in logs and CSV exports.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+Id = Field(default=None, min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)
+
+
+class FrameQuery(BaseModel):
+    """Where a strip comes from, sent as query parameters with the image."""
+
+    camera_id: str = Field(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)
+    frame_id: str | None = Id
+    line_id: str | None = Id
+    coil_id: str | None = Id
+    captured_at: datetime | None = Field(
+        default=None, description="ISO 8601; without an offset it is taken as UTC"
+    )
+
+    @field_validator("captured_at")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError as error:  # e.g. 9999-12-31T23:00-05:00 is past datetime.max
+            raise ValueError("the time is out of range once converted to UTC") from error
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: int
+
+
+class DefectOut(BaseModel):
+    class_id: int
+    class_name: str
+    encoded_pixels: str = Field(description="RLE, column-major, 1-based (Severstal)")
+    area_px: int
+    score: float = Field(description="mean probability inside the mask")
+    bbox: tuple[int, int, int, int] = Field(description="inclusive [x_min, y_min, x_max, y_max]")
+
+
+class TimingsOut(BaseModel):
+    """Milliseconds; ``total`` runs from the first body byte to the result (before storing)."""
+
+    decode: float
+    queue: float
+    inference: float
+    postprocess: float
+    total: float
+
+
+class InspectionOut(BaseModel):
+    inspection_id: uuid.UUID
+    camera_id: str
+    frame_id: str | None
+    line_id: str | None
+    coil_id: str | None
+    captured_at: datetime | None
+    received_at: datetime
+    model: ModelRef
+    has_defect: bool
+    defects: list[DefectOut]
+
+    @classmethod
+    def fields_of(cls, row: Inspection) -> dict[str, Any]:
+        return {
+            "inspection_id": row.id,
+            "camera_id": row.camera_id,
+            "frame_id": row.frame_id,
+            "line_id": row.line_id,
+            "coil_id": row.coil_id,
+            "captured_at": row.captured_at,
+            "received_at": row.received_at,
+            "model": ModelRef(name=row.model_name, version=row.model_version),
+            "has_defect": row.has_defect,
+            "defects": [
+                DefectOut(
+                    class_id=d.class_id,
+                    class_name=d.class_name,
+                    encoded_pixels=d.encoded_pixels,
+                    area_px=d.area_px,
+                    score=d.score,
+                    bbox=d.bbox,
+                )
+                for d in row.defects
+            ],
+        }
+
+    @classmethod
+    def from_row(cls, row: Inspection) -> InspectionOut:
+        return cls(**cls.fields_of(row))
+
+
+class InspectResponse(InspectionOut):
+    timings_ms: TimingsOut
+
+    @classmethod
+    def from_row(cls, row: Inspection) -> InspectResponse:
+        return cls(**cls.fields_of(row), timings_ms=TimingsOut(**row.timings))
+
+
+class InspectionPageOut(BaseModel):
+    items: list[InspectionOut]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page")
+
+
+class VersionOut(BaseModel):
+    version: int
+    created_at: datetime
+    classes: list[dict[str, Any]]
+    input: dict[str, Any]
+    architecture: dict[str, Any]
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest) -> VersionOut:
+        data = manifest.model_dump(mode="json")
+        return cls(**{name: data[name] for name in cls.model_fields})
+
+
+class ModelOut(BaseModel):
+    name: str
+    aliases: dict[str, int]
+    versions: list[VersionOut]
+
+
+class LiveModelOut(ModelRef):
+    alias: str
+
+
+class ModelsOut(BaseModel):
+    live: LiveModelOut | None = Field(description="the version this process serves")
+    models: list[ModelOut]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,27 @@
+"""The results database: ORM models, engine/session factory, data access, migrations."""
+
+from service.db.engine import make_engine, make_session_factory, ping
+from service.db.inspections import (
+    InspectionPage,
+    InvalidCursor,
+    find_inspection,
+    get_inspection,
+    list_inspections,
+    record_inspection,
+)
+from service.db.models import Base, Defect, Inspection
+
+__all__ = [
+    "Base",
+    "Defect",
+    "Inspection",
+    "InspectionPage",
+    "InvalidCursor",
+    "find_inspection",
+    "get_inspection",
+    "list_inspections",
+    "make_engine",
+    "make_session_factory",
+    "ping",
+    "record_inspection",
+]

@@ -1,0 +1,168 @@
+"""Data access for inspections: plain functions with keyword-only arguments.
+
+Callable alike from the API, the worker, scripts and tests; each write commits its own unit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.db.models import Defect, Inspection
+
+
+class DefectFields(Protocol):
+    """What a defect must carry to be recorded (the inference layer's Defect has these)."""
+
+    @property
+    def class_id(self) -> int: ...
+    @property
+    def class_name(self) -> str: ...
+    @property
+    def encoded_pixels(self) -> str: ...
+    @property
+    def area_px(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def bbox(self) -> tuple[int, int, int, int]: ...
+
+
+class InvalidCursor(ValueError):
+    """A listing cursor that this service did not hand out."""
+
+
+@dataclass(frozen=True)
+class InspectionPage:
+    items: list[Inspection]
+    next_cursor: str | None
+
+
+def record_inspection(
+    session: Session,
+    *,
+    camera_id: str,
+    frame_id: str | None,
+    line_id: str | None,
+    coil_id: str | None,
+    captured_at: datetime | None,
+    received_at: datetime,
+    model_name: str,
+    model_version: int,
+    image_height: int,
+    image_width: int,
+    timings: Mapping[str, float],
+    defects: Sequence[DefectFields],
+    inspection_id: uuid.UUID | None = None,
+) -> tuple[Inspection, bool]:
+    """Store one inspection with its defects and commit.
+
+    Returns ``(row, True)`` when written, or ``(existing, False)`` when (camera_id, frame_id)
+    was already recorded: the unique constraint, not a prior read, decides, so concurrent
+    retries of one frame still write it once.
+    """
+    row = Inspection(
+        id=inspection_id or uuid.uuid4(),
+        camera_id=camera_id,
+        frame_id=frame_id,
+        line_id=line_id,
+        coil_id=coil_id,
+        captured_at=captured_at,
+        received_at=received_at,
+        model_name=model_name,
+        model_version=model_version,
+        has_defect=bool(defects),
+        timings=dict(timings),
+        image_height=image_height,
+        image_width=image_width,
+        defects=[_defect_row(defect) for defect in defects],
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = (
+            None
+            if frame_id is None
+            else find_inspection(session, camera_id=camera_id, frame_id=frame_id)
+        )
+        if existing is None:
+            raise
+        return existing, False
+    return row, True
+
+
+def _defect_row(defect: DefectFields) -> Defect:
+    x_min, y_min, x_max, y_max = defect.bbox
+    return Defect(
+        class_id=defect.class_id,
+        class_name=defect.class_name,
+        encoded_pixels=defect.encoded_pixels,
+        area_px=defect.area_px,
+        score=defect.score,
+        bbox_x_min=x_min,
+        bbox_y_min=y_min,
+        bbox_x_max=x_max,
+        bbox_y_max=y_max,
+    )
+
+
+def find_inspection(session: Session, *, camera_id: str, frame_id: str) -> Inspection | None:
+    """The inspection recorded for a camera's frame, if any."""
+    query = select(Inspection).where(
+        Inspection.camera_id == camera_id, Inspection.frame_id == frame_id
+    )
+    return session.scalars(query).one_or_none()
+
+
+def get_inspection(session: Session, *, inspection_id: uuid.UUID) -> Inspection | None:
+    return session.get(Inspection, inspection_id)
+
+
+def list_inspections(session: Session, *, limit: int, cursor: str | None = None) -> InspectionPage:
+    """Newest first by (received_at, id); ``cursor`` continues after a previous page.
+
+    Keyset pagination: each page costs one index range scan however deep it is, and rows
+    recorded while paging neither repeat nor shift later pages.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be positive, got {limit}")
+    query = select(Inspection).order_by(Inspection.received_at.desc(), Inspection.id.desc())
+    if cursor is not None:
+        received_at, last_id = decode_cursor(cursor)
+        query = query.where(
+            or_(
+                Inspection.received_at < received_at,
+                and_(Inspection.received_at == received_at, Inspection.id < last_id),
+            )
+        )
+    rows = list(session.scalars(query.limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return InspectionPage(items=rows[:limit], next_cursor=next_cursor)
+
+
+def encode_cursor(row: Inspection) -> str:
+    raw = f"{row.received_at.isoformat()}|{row.id.hex}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        stamp, _, hex_id = raw.partition("|")
+        received_at, last_id = datetime.fromisoformat(stamp), uuid.UUID(hex=hex_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
+        raise InvalidCursor(f"cursor {cursor[:40]!r} is not one this service handed out") from error
+    if received_at.tzinfo is None:
+        raise InvalidCursor(f"cursor {cursor[:40]!r} is not one this service handed out")
+    return received_at, last_id

@@ -1,0 +1,128 @@
+"""ORM tables of recorded inspections (SQLAlchemy 2 typed mappings; schemas live in the API).
+
+The same definitions serve SQLite and Postgres; ``migrations/`` creates them and a test checks
+that the migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+ID_LENGTH = 128
+"""Longest camera, frame, line and coil id accepted (the API validates the same bound)."""
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend.
+
+    Postgres keeps ``timestamptz``; SQLite has no time zones, so values are stored as naive UTC
+    (which also sorts correctly as text) and come back marked UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Inspection(Base):
+    """One strip image that went through the model, with where it came from and what it found."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        UniqueConstraint("camera_id", "frame_id"),
+        Index("ix_inspections_received_at_id", "received_at", "id"),
+        Index("ix_inspections_camera_id_received_at", "camera_id", "received_at"),
+        Index("ix_inspections_line_id_received_at", "line_id", "received_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    camera_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    frame_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    line_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    coil_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[int]
+    has_defect: Mapped[bool]
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    image_height: Mapped[int]
+    image_width: Mapped[int]
+
+    defects: Mapped[list[Defect]] = relationship(
+        back_populates="inspection",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        order_by="Defect.class_id",
+    )
+
+
+class Defect(Base):
+    """The mask of one defect class on one inspected strip (RLE as in DESIGN.md)."""
+
+    __tablename__ = "defects"
+    __table_args__ = (
+        Index("ix_defects_inspection_id", "inspection_id"),
+        Index("ix_defects_class_id", "class_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE")
+    )
+    class_id: Mapped[int]
+    class_name: Mapped[str] = mapped_column(String(64))
+    encoded_pixels: Mapped[str] = mapped_column(Text)
+    area_px: Mapped[int]
+    score: Mapped[float] = mapped_column(Double)
+    # Inclusive pixel bounds: columns x, rows y.
+    bbox_x_min: Mapped[int]
+    bbox_y_min: Mapped[int]
+    bbox_x_max: Mapped[int]
+    bbox_y_max: Mapped[int]
+
+    inspection: Mapped[Inspection] = relationship(back_populates="defects")
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        return (self.bbox_x_min, self.bbox_y_min, self.bbox_x_max, self.bbox_y_max)

@@ -1,0 +1,71 @@
+"""/healthz, /readyz, /metrics, and the JSON error shape of unknown routes."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.config import Settings
+from service.store import ModelStore
+
+from .strips import RAW, encode, post_strip, strip_with_block
+
+
+def test_healthz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_ready_when_the_model_is_warm_and_the_database_answers(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "model": {"name": "probe", "version": 1},
+        "database": "ok",
+    }
+
+
+def test_not_ready_without_a_migrated_database(model_store: ModelStore, sqlite_url: str) -> None:
+    settings = Settings(
+        _env_file=None, database_url=sqlite_url, model_store=model_store.root, model_name="probe"
+    )
+    with TestClient(create_app(settings)) as client:  # no migration ran
+        response = client.get("/readyz")
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "not_ready" and "database" in error["message"]
+
+
+def test_metrics_cover_requests_inference_and_the_live_model(client: TestClient) -> None:
+    post_strip(client, encode(strip_with_block(), "PNG"), "image/png")
+    post_strip(client, b"", RAW)
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for line in (
+        'strip_inspection_http_requests_total{method="POST",route="/v1/inspect",status="200"}',
+        'strip_inspection_http_requests_total{method="POST",route="/v1/inspect",status="400"}',
+        'strip_inspection_http_request_duration_seconds_bucket{le="0.005",method="POST",'
+        'route="/v1/inspect"}',
+        'strip_inspection_inference_duration_seconds_count{model="probe",version="1"}',
+        'strip_inspection_images_inspected_total{model="probe",version="1"}',
+        'strip_inspection_defects_total{defect_class="pits"}',
+        'strip_inspection_live_model_info{alias="production",model="probe",version="1"} 1.0',
+    ):
+        assert line in text, line
+
+
+def test_unknown_route_is_a_json_404(client: TestClient) -> None:
+    response = client.get("/v2/nothing")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "no such resource: GET /v2/nothing"}
+    }
+    assert 'route="unmatched"' in client.get("/metrics").text
+
+
+def test_openapi_documents_the_inspect_body(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    content = spec["paths"]["/v1/inspect"]["post"]["requestBody"]["content"]
+    assert {"image/png", "application/octet-stream", "multipart/form-data"} <= set(content)

@@ -1,0 +1,74 @@
+"""The app under uvicorn on a real socket: an oversized body is refused while it streams."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+
+from service.api import create_app
+from service.config import Settings
+from service.db.migrate import upgrade
+from service.store import ModelStore
+
+
+@pytest.fixture()
+def server(model_store: ModelStore, sqlite_url: str) -> Iterator[int]:
+    upgrade(sqlite_url)
+    settings = Settings(
+        _env_file=None,
+        model_store=model_store.root,
+        model_name="probe",
+        database_url=sqlite_url,
+        max_body_bytes=100_000,
+        warmup_runs=1,
+    )
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_oversized_chunked_body_is_refused_before_it_ends(server: int) -> None:
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as connection:
+        connection.sendall(
+            b"POST /v1/inspect?camera_id=c HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"\x00" * 150_000  # over the limit; the body never finishes
+        connection.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        reply = _read_response(connection)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"body_too_large"' in reply
+
+
+def _read_response(connection: socket.socket) -> bytes:
+    """Headers and body of one response with a Content-Length."""
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = connection.recv(65536)
+        assert chunk, f"connection closed after {reply!r}"
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.lower().split(b"\r\n")
+        if line.startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = connection.recv(65536)
+        assert chunk, "connection closed mid-body"
+        body += chunk
+    return head + b"\r\n\r\n" + body

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.cli import build_parser, main
+
+COMMANDS = [
+    "make-synthetic",
+    "train",
+    "publish",
+    "evaluate",
+    "models",
+    "alias",
+    "macs",
+    "bench-codec",
+    "bench-neu",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "service", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "make-synthetic" in out.stdout
+
+
+def test_make_synthetic_and_models_listing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["make-synthetic", "--out", str(tmp_path / "syn"), "--n", "3", "--quiet"]) == 0
+    assert (tmp_path / "syn" / "train.csv").is_file()
+    assert main(["models", "--store", str(tmp_path / "empty")]) == 0
+    assert capsys.readouterr().out.strip().endswith("{}")
+
+
+def test_user_errors_exit_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "alias",
+            "--store",
+            str(tmp_path),
+            "--model",
+            "nope",
+            "--alias",
+            "production",
+            "--version",
+            "1",
+        ]
+    )
+    assert code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unknown_architecture_is_refused_by_the_parser() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--dataset", "x", "--out", "y", "--arch", "segformer"])
+
+
+def test_architecture_names_match_the_registries() -> None:
+    from service.architectures import ENCODER_NAMES, FAMILY_NAMES
+    from service.nets import ENCODERS, FAMILIES
+
+    assert tuple(FAMILIES) == FAMILY_NAMES
+    assert tuple(ENCODERS) == ENCODER_NAMES
