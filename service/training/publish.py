@@ -96,7 +96,7 @@ def publish_run(
                 "torch_cpu": measure_latency_ms(cpu_predictor, spec),
                 "machine": machine_description(),
             },
-            training={k: run[k] for k in ("best_epoch", "best_val_dice", "seconds")},
+            training={k: run[k] for k in ("best_epoch", "best_val_dice_nonempty", "seconds")},
             **scores,
         )
         draft = ManifestDraft(

@@ -1,5 +1,9 @@
 """The `train` command: BCE+Dice, flips and brightness/contrast, AMP on CUDA, a checkpoint each
-epoch, resume, and the best epoch's weights (by validation Dice) kept as safetensors.
+epoch, resume, and the best epoch's weights kept as safetensors.
+
+The best epoch is chosen by validation Dice over non-empty pairs (at threshold 0.5): the
+competition Dice rewards a net that predicts nothing (every empty pair scores 1), so selecting on
+it can keep an epoch that finds no defect at all.
 
 A run folder holds ``run.json`` (config, architecture, classes, input, history),
 ``checkpoint.pt`` (last epoch, loaded back with ``weights_only=True``: tensors and plain
@@ -65,7 +69,7 @@ class TrainResult:
     run_dir: Path
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
-    best_val_dice: float = 0.0
+    best_val_dice_nonempty: float = 0.0
     seconds: float = 0.0
 
 
@@ -129,8 +133,9 @@ def train(config: TrainConfig) -> TrainResult:
             "lr": scheduler.get_last_lr()[0],
         }
         result.history.append(record)
-        if metrics["dice"] >= result.best_val_dice:
-            result.best_epoch, result.best_val_dice = epoch, float(metrics["dice"])
+        selection_score = float(metrics["dice_nonempty"] or 0.0)
+        if result.best_epoch == 0 or selection_score > result.best_val_dice_nonempty:
+            result.best_epoch, result.best_val_dice_nonempty = epoch, selection_score
             save_file(_cpu_state(model), str(config.out_dir / BEST_WEIGHTS_FILE))
         result.seconds = seconds_before + time.perf_counter() - started
         _save_checkpoint(config, model, optimizer, scheduler, scaler, result, epoch)
@@ -211,7 +216,7 @@ def _prepare_run_dir(
     scaler.load_state_dict(state["scaler"])
     result.history = state["history"]
     result.best_epoch = state["best_epoch"]
-    result.best_val_dice = state["best_val_dice"]
+    result.best_val_dice_nonempty = state["best_val_dice_nonempty"]
     result.seconds = state["seconds"]
     return state["epoch"] + 1
 
@@ -233,7 +238,7 @@ def _save_checkpoint(
         "epoch": epoch,
         "history": result.history,
         "best_epoch": result.best_epoch,
-        "best_val_dice": result.best_val_dice,
+        "best_val_dice_nonempty": result.best_val_dice_nonempty,
         "seconds": result.seconds,
     }
     tmp = config.out_dir / f".{CHECKPOINT_FILE}.tmp"
@@ -249,7 +254,7 @@ def _write_run_file(config, arch, classes, spec, result) -> None:
         "input": spec.model_dump(),
         "history": result.history,
         "best_epoch": result.best_epoch,
-        "best_val_dice": result.best_val_dice,
+        "best_val_dice_nonempty": result.best_val_dice_nonempty,
         "seconds": result.seconds,
     }
     tmp = config.out_dir / f".{RUN_FILE}.tmp"
