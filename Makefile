@@ -34,6 +34,9 @@ lint: install
 bench: install
 	$(PY) -m service bench-codec
 	$(PY) -m service macs
+	# Raw ONNX Runtime session vs the API over loopback HTTP, on the shipped model (MODEL_STORE,
+	# MODEL_NAME, MODEL_ALIAS, MAX_BATCH, MAX_WAIT_MS, ONNX_THREADS from the environment).
+	$(PY) -m service bench-serve
 
 bench-neu: install
 	$(PY) -m service bench-neu --out var/bench-neu

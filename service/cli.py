@@ -11,9 +11,10 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import get_args
 
 from service.architectures import ENCODER_NAMES, FAMILY_NAMES
-from service.config import get_settings
+from service.config import Role, get_settings
 from service.store import StoreError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -65,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         {
             "run_dir": result.run_dir,
             "best_epoch": result.best_epoch,
-            "best_val_dice": result.best_val_dice,
+            "best_val_dice_nonempty": result.best_val_dice_nonempty,
             "seconds": round(result.seconds, 1),
         }
     )
@@ -172,6 +173,23 @@ def cmd_bench_neu(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    from service.benchmarks.serving import bench_serving
+
+    settings = get_settings().model_copy(
+        update={
+            "model_store": args.store,
+            "model_name": args.model,
+            "model_alias": args.alias,
+            "max_batch": args.max_batch,
+            "max_wait_ms": args.max_wait_ms,
+            "onnx_threads": args.threads,
+        }
+    )
+    _print_json(bench_serving(settings, requests=args.requests, per_client=args.per_client))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
@@ -188,14 +206,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.api import create_app
+    from service.api.auth import check_bind
+    from service.api.request_log import log_requests_to
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log_requests_to(sys.stderr)  # one JSON line per request, instead of uvicorn's access log
     settings = get_settings().model_copy(
         update={"model_store": args.store, "model_name": args.model, "model_alias": args.alias}
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    check_bind(args.host, settings.api_keys)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    import getpass
+
+    from service.api.auth import key_entry
+
+    key = getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()
+    print(key_entry(key.strip(), name=args.name, role=args.role).model_dump_json())
     return 0
 
 
@@ -278,6 +316,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("bench-codec", cmd_bench_codec, "time RLE encode/decode on 256x1600 masks")
     sub.add_argument("--repeats", type=int, default=200, help="timed repetitions")
 
+    sub = command(
+        "bench-serve", cmd_bench_serve, "raw ONNX Runtime session vs the API over loopback HTTP"
+    )
+    sub.add_argument("--model", default=settings.model_name, help="model name (env MODEL_NAME)")
+    sub.add_argument("--alias", default=settings.model_alias, help="alias (env MODEL_ALIAS)")
+    sub.add_argument("--requests", type=int, default=200, help="one client's timed requests")
+    sub.add_argument("--per-client", type=int, default=48, help="requests per concurrent client")
+    sub.add_argument(
+        "--max-batch", type=int, default=settings.max_batch, help="batcher size (env MAX_BATCH)"
+    )
+    sub.add_argument(
+        "--max-wait-ms", type=float, default=settings.max_wait_ms, help="env MAX_WAIT_MS"
+    )
+    sub.add_argument(
+        "--threads",
+        type=int,
+        default=settings.onnx_threads,
+        help="ONNX Runtime intra-op threads, 0 = one per core (env ONNX_THREADS)",
+    )
+    store_option(sub)
+
     sub = command("bench-neu", cmd_bench_neu, "train + evaluate the baseline recipe on NEU-Seg")
     sub.add_argument("--out", type=Path, default=Path("var/bench-neu"), help="work folder")
     sub.add_argument("--epochs", type=int, default=15, help="epochs")
@@ -301,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="uvicorn log level",
     )
     store_option(sub)
+
+    sub = command(
+        "hash-key", cmd_hash_key, "read an API key on stdin, print its API_KEYS entry (SHA-256)"
+    )
+    sub.add_argument("--name", required=True, help="who holds the key (shown in logs)")
+    sub.add_argument("--role", required=True, choices=get_args(Role), help="what it may do")
     return parser
 
 

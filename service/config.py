@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["inspect", "read", "admin"]
+"""What an API key may do: ``inspect`` (gateways), ``read`` (QA), ``admin`` (everything)."""
+
+
+class ApiKey(BaseModel):
+    """One configured API key: the SHA-256 of the key, never the key (see service.api.auth)."""
+
+    name: str = Field(min_length=1, max_length=64, description="who holds it, for logs")
+    role: Role
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
 
 
 class Settings(BaseSettings):
@@ -34,7 +46,29 @@ class Settings(BaseSettings):
         default=0, ge=0, description="intra-op threads of the session; 0 = one per core"
     )
     warmup_runs: int = Field(
-        default=2, ge=1, description="full-size runs through the model before it is ready"
+        default=2, ge=1, description="runs of every batch size through the model before it is ready"
+    )
+    max_batch: int = Field(
+        default=8, ge=1, le=64, description="most strips the batcher puts in one session run"
+    )
+    max_wait_ms: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=1000.0,
+        description="longest a strip waits for strips of other requests to join its batch",
+    )
+    api_keys: tuple[ApiKey, ...] = Field(
+        default=(),
+        description="JSON list of {name, role, sha256} (`python -m service hash-key` prints "
+        "one); with none the API is open and serves on loopback addresses only",
+    )
+    spool_dir: Path = Field(
+        default=Path("var/spool"),
+        description="where results wait, fsync'd, while the database cannot take them; "
+        "one folder per API process",
+    )
+    spool_replay_interval_s: float = Field(
+        default=2.0, gt=0, description="how often the spool is replayed while it holds results"
     )
 
 

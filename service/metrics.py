@@ -7,6 +7,7 @@ need prometheus-client's multiprocess mode.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -24,9 +25,26 @@ REQUEST_DURATION = Histogram(
 )
 INFERENCE_DURATION = Histogram(
     "strip_inspection_inference_duration_seconds",
-    "One model run (normalisation, ONNX Runtime, sigmoid), by model and version.",
+    "One batched session run (stacking the strips, ONNX Runtime), by model and version.",
     ["model", "version"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0),
+)
+QUEUE_WAIT = Histogram(
+    "strip_inspection_queue_wait_seconds",
+    "From a strip joining the batcher's queue to the start of its batch's run.",
+    ["model", "version"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+QUEUE_DEPTH = Gauge(
+    "strip_inspection_queue_depth",
+    "Strips waiting in the batcher's queue for a session run, by model and version.",
+    ["model", "version"],
+)
+BATCH_SIZE = Histogram(
+    "strip_inspection_batch_size",
+    "Strips per session run, by model and version.",
+    ["model", "version"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
 )
 IMAGES_INSPECTED = Counter(
     "strip_inspection_images_inspected_total",
@@ -44,14 +62,47 @@ LIVE_MODEL = Gauge(
     ["model", "version", "alias"],
 )
 
+SPOOL_RECORDS = Gauge(
+    "strip_inspection_spool_records",
+    "Inspection results in the local spool, waiting to be written to the database.",
+)
+DATABASE_WRITE_FAILURES = Counter(
+    "strip_inspection_database_write_failures_total",
+    "Inspection results not written to the database, by stage: 'request' (the result went "
+    "to the spool: its write failed, or the database was already known to be down) or "
+    "'replay' (a replayed write failed; the result stays in the spool for the next try).",
+    ["stage"],
+)
+for _stage in ("request", "replay"):  # both series exist from the start, so rate() sees 0
+    DATABASE_WRITE_FAILURES.labels(_stage)
+SPOOL_REJECTED = Counter(
+    "strip_inspection_spool_rejected_total",
+    "Spooled results the database refused for good, set aside in the spool's rejected.jsonl.",
+)
+
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
     REQUESTS.labels(route, method, str(status)).inc()
     REQUEST_DURATION.labels(route, method).observe(seconds)
 
 
-def observe_inference(model: str, version: int, seconds: float) -> None:
-    INFERENCE_DURATION.labels(model, str(version)).observe(seconds)
+def observe_batch(model: str, version: int, seconds: float, queue_waits: Iterable[float]) -> None:
+    """One session run and how long each of its strips waited for it."""
+    labels = (model, str(version))
+    INFERENCE_DURATION.labels(*labels).observe(seconds)
+    waits = list(queue_waits)
+    BATCH_SIZE.labels(*labels).observe(len(waits))
+    for wait in waits:
+        QUEUE_WAIT.labels(*labels).observe(wait)
+
+
+def set_queue_depth(model: str, version: int, depth: int | None) -> None:
+    """Strips waiting; ``None`` drops the series of a version that is no longer served."""
+    if depth is None:
+        with contextlib.suppress(KeyError):  # never set: nothing to drop
+            QUEUE_DEPTH.remove(model, str(version))
+    else:
+        QUEUE_DEPTH.labels(model, str(version)).set(depth)
 
 
 def observe_inspection(model: str, version: int, defect_classes: Iterable[str]) -> None:
@@ -63,6 +114,18 @@ def observe_inspection(model: str, version: int, defect_classes: Iterable[str]) 
 def set_live_model(model: str, version: int, alias: str) -> None:
     LIVE_MODEL.clear()
     LIVE_MODEL.labels(model, str(version), alias).set(1)
+
+
+def set_spool_depth(records: int) -> None:
+    SPOOL_RECORDS.set(records)
+
+
+def count_database_write_failure(stage: str) -> None:
+    DATABASE_WRITE_FAILURES.labels(stage).inc()
+
+
+def count_spool_rejected() -> None:
+    SPOOL_REJECTED.inc()
 
 
 def exposition() -> tuple[bytes, str]:

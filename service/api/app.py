@@ -2,36 +2,50 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from service.api.auth import KeyRing
 from service.api.deps import Services
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestMetrics
+from service.api.request_log import RequestLog
 from service.api.routes import health, inspect, inspections, models
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
-from service.inference.inspector import Inspector, ModelSlot
-from service.metrics import set_live_model
+from service.inference.inspector import ModelSlot, ServingOptions
+from service.spool import ResultRecorder, Spool
+from service.spool.records import key_of
 from service.store import ModelStore
-
-logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; nothing is opened or loaded until its lifespan starts."""
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    store = ModelStore(settings.model_store)
     services = Services(
         settings=settings,
         engine=engine,
-        sessions=make_session_factory(engine),
-        store=ModelStore(settings.model_store),
-        models=ModelSlot(),
+        sessions=sessions,
+        store=store,
+        models=ModelSlot(
+            store,
+            settings.model_name,
+            settings.model_alias,
+            serving_options(settings),
+        ),
+        keys=KeyRing(settings.api_keys),
+        results=ResultRecorder(
+            engine,
+            sessions,
+            Spool(settings.spool_dir, key_of),
+            replay_interval_s=settings.spool_replay_interval_s,
+        ),
     )
     app = FastAPI(
         title="Strip inspection",
@@ -42,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestLog)
     for module in (inspect, inspections, models, health):
         app.include_router(module.router)
     return app
@@ -50,43 +65,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
-    await run_in_threadpool(load_live_model, services)
+    await run_in_threadpool(services.results.start)
+    await run_in_threadpool(services.models.load)
     try:
         yield
     finally:
+        services.models.close()
+        await run_in_threadpool(services.results.stop)
         services.engine.dispose()
 
 
-def load_live_model(services: Services) -> None:
-    """Load, verify and warm the configured model and alias, then make it live.
-
-    A failure leaves the service up but not ready (/readyz says why, /v1/inspect answers 503),
-    so that probes and operators can see the reason instead of a crash loop.
-    """
-    settings = services.settings
-    try:
-        inspector = Inspector.load(
-            services.store,
-            settings.model_name,
-            settings.model_alias,
-            providers=settings.onnx_providers,
-            threads=settings.onnx_threads or None,
-            warmup_runs=settings.warmup_runs,
-        )
-    except Exception as error:  # any load failure: keep serving probes, report the reason
-        problem = (
-            f"cannot load {settings.model_name}@{settings.model_alias} "
-            f"from {settings.model_store}: {error}"
-        )
-        services.models.fail(problem)
-        logger.error(problem)
-        return
-    services.models.swap(inspector)
-    set_live_model(inspector.name, inspector.version, settings.model_alias)
-    logger.info(
-        "serving %s v%d (%s) on %s",
-        inspector.name,
-        inspector.version,
-        settings.model_alias,
-        ", ".join(inspector.segmenter.providers),
+def serving_options(settings: Settings) -> ServingOptions:
+    return ServingOptions(
+        providers=settings.onnx_providers,
+        threads=settings.onnx_threads or None,
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        warmup_runs=settings.warmup_runs,
     )

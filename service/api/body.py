@@ -1,7 +1,8 @@
-"""Request bodies: read with a size limit enforced while streaming, and multipart parsing.
+"""Request bodies: a size limit enforced while reading, and multipart forms (python-multipart).
 
-The limit is checked against Content-Length first and then on every chunk, so an oversized
-body is refused after at most ``limit`` bytes, not after it has all been buffered.
+The limit is checked against Content-Length first and then on every chunk received, multipart
+included, so an oversized body is refused after at most ``limit`` bytes, not after it has all
+been buffered.
 """
 
 from __future__ import annotations
@@ -9,27 +10,33 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import Message
-from email.parser import BytesHeaderParser
 
 from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive, Scope
 
 from service.api.errors import ApiError
-from service.inference.decode import (
-    MEDIA_TYPES,
-    RAW_MEDIA_TYPE,
-    UnsupportedMediaType,
-    media_type,
-)
+from service.inference.decode import MEDIA_TYPES, RAW_MEDIA_TYPE, UnsupportedMediaType, media_type
 
 MULTIPART = "multipart/form-data"
 IMAGE_FIELD = "image"
+MAX_FORM_PARTS = 64
+"""Most file parts, and most plain fields, one form may hold."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """One strip as received: its media type (the part's, for multipart) and bytes."""
+
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
 class Upload:
-    """One strip as received: its media type (the part's, for multipart) and bytes."""
+    """The strip of a request to /v1/inspect."""
 
     content_type: str
     data: bytes
@@ -38,29 +45,47 @@ class Upload:
     """``time.perf_counter()`` when the request reached the handler's dependencies."""
 
 
+@dataclass(frozen=True)
+class Uploads:
+    """The strips of a multipart request, in the order of their parts."""
+
+    images: list[Image]
+    received_at: datetime
+    started: float
+
+
 async def read_upload(request: Request, *, limit: int) -> Upload:
-    """The strip in the body: a bare image or raw buffer, or the ``image`` field of a form."""
+    """The strip in the body: a bare image or raw buffer, or the first ``image`` part of a form."""
     started, received_at = time.perf_counter(), datetime.now(UTC)
-    content_type = request.headers.get("content-type", "")
-    kind = media_type(content_type)
+    kind = media_type(request.headers.get("content-type"))
     if kind not in MEDIA_TYPES and kind != MULTIPART:
-        supported = ", ".join((*MEDIA_TYPES, MULTIPART))
-        raise UnsupportedMediaType(
-            f"media type {kind or '(none)'!r} is not supported; send one of {supported}"
-        )
-    data = await read_body(request, limit=limit)
+        raise _unsupported(kind, (*MEDIA_TYPES, MULTIPART))
     if kind == MULTIPART:
-        parts = parse_multipart(data, content_type)
-        if IMAGE_FIELD not in parts:
-            raise ApiError(422, "missing_field", f"the multipart body has no field {IMAGE_FIELD!r}")
-        kind, data = parts[IMAGE_FIELD]
-    return Upload(content_type=kind, data=data, received_at=received_at, started=started)
+        image = (await _required_images(request, limit=limit))[0]
+    else:
+        image = Image(kind, await read_body(request, limit=limit))
+    return Upload(image.content_type, image.data, received_at, started)
+
+
+async def read_uploads(request: Request, *, limit: int, max_images: int) -> Uploads:
+    """Every ``image`` part of a multipart body, in order; at most ``max_images``."""
+    started, received_at = time.perf_counter(), datetime.now(UTC)
+    kind = media_type(request.headers.get("content-type"))
+    if kind != MULTIPART:
+        raise _unsupported(kind, (MULTIPART,))
+    images = await _required_images(request, limit=limit)
+    if len(images) > max_images:
+        raise ApiError(
+            422,
+            "too_many_images",
+            f"the body has {len(images)} {IMAGE_FIELD!r} parts; at most {max_images} are "
+            "accepted in one request",
+        )
+    return Uploads(images, received_at, started)
 
 
 async def read_body(request: Request, *, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, f"Content-Length says {int(declared)} bytes")
+    _check_declared_length(request, limit)
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -69,49 +94,91 @@ async def read_body(request: Request, *, limit: int) -> bytes:
                 raise _too_large(limit, f"more than {limit} bytes arrived")
             chunks.append(chunk)
     except ClientDisconnect as error:
-        raise ApiError(
-            400, "client_disconnected", "the client left before the body ended"
-        ) from error
+        raise _disconnected() from error
     return b"".join(chunks)
+
+
+async def _read_images(request: Request, *, limit: int) -> list[Image]:
+    """The ``image`` parts of a ``multipart/form-data`` body (RFC 7578), in order.
+
+    Starlette parses the form with python-multipart. A part with a file name comes back as a
+    file, with its Content-Type (none: ``application/octet-stream``). A part without one is a
+    plain field, decoded as text with the body's charset: the parse is told latin-1, which maps
+    each byte to one code point, so that such a part turns back into its exact bytes, taken as
+    a raw buffer (a plain field's Content-Type is not kept: image parts need a file name).
+    """
+    _check_declared_length(request, limit)
+    limited = Request(_form_scope(request.scope), _limited(request.receive, limit))
+    try:
+        form = await limited.form(
+            max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS, max_part_size=limit
+        )
+    except MultiPartException as error:
+        raise ApiError(
+            400, "malformed_multipart", f"the multipart body is malformed: {error.message}"
+        ) from error
+    except ClientDisconnect as error:
+        raise _disconnected() from error
+    try:
+        return [await _image(value) for name, value in form.multi_items() if name == IMAGE_FIELD]
+    finally:
+        await form.close()
+
+
+async def _required_images(request: Request, *, limit: int) -> list[Image]:
+    images = await _read_images(request, limit=limit)
+    if not images:
+        raise ApiError(422, "missing_field", f"the multipart body has no field {IMAGE_FIELD!r}")
+    return images
+
+
+async def _image(value: UploadFile | str) -> Image:
+    if isinstance(value, str):
+        return Image(RAW_MEDIA_TYPE, value.encode("latin-1"))
+    return Image(media_type(value.content_type) or RAW_MEDIA_TYPE, await value.read())
+
+
+def _form_scope(scope: Scope) -> Scope:
+    """The request's scope declaring latin-1 (see ``_read_images``), without the app: then
+    Starlette raises python-multipart's complaints as they are, not as an HTTP 400 of its own."""
+    headers = [
+        (name, value + b"; charset=latin-1" if name == b"content-type" else value)
+        for name, value in scope["headers"]
+    ]
+    return {key: value for key, value in scope.items() if key != "app"} | {"headers": headers}
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses the body once more than ``limit`` bytes have arrived."""
+    size = 0
+
+    async def receive_within_limit() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise _too_large(limit, f"more than {limit} bytes arrived")
+        return message
+
+    return receive_within_limit
+
+
+def _check_declared_length(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit, f"Content-Length says {int(declared)} bytes")
+
+
+def _unsupported(kind: str, supported: tuple[str, ...]) -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        f"media type {kind or '(none)'!r} is not supported; send one of {', '.join(supported)}"
+    )
 
 
 def _too_large(limit: int, why: str) -> ApiError:
     return ApiError(413, "body_too_large", f"the body is over the {limit}-byte limit ({why})")
 
 
-def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str, bytes]]:
-    """``multipart/form-data`` -> {field name: (media type, bytes)} (RFC 7578).
-
-    A part without a Content-Type is taken as ``application/octet-stream``. Small on purpose:
-    the body is already in memory and size-limited, and python-multipart is not a dependency.
-    """
-    header = Message()
-    header["content-type"] = content_type
-    boundary = header.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
-        raise _malformed("the Content-Type has no boundary parameter")
-    # The CRLF before each delimiter belongs to the delimiter, not to the part before it.
-    sections = (b"\r\n" + body).split(b"\r\n--" + boundary.encode("latin-1"))
-    if len(sections) < 2 or not sections[-1].startswith(b"--"):
-        raise _malformed("the closing boundary is missing")
-    parts: dict[str, tuple[str, bytes]] = {}
-    for section in sections[1:-1]:
-        line_end = section.find(b"\r\n")
-        if line_end < 0 or section[:line_end].strip(b" \t"):
-            raise _malformed("a boundary line is malformed")
-        rest = section[line_end + 2 :]
-        if rest.startswith(b"\r\n"):  # a part without headers
-            head, content = b"", rest[2:]
-        else:
-            head, separator, content = rest.partition(b"\r\n\r\n")
-            if not separator:
-                raise _malformed("a part has no blank line after its headers")
-        headers = BytesHeaderParser().parsebytes(head)
-        name = headers.get_param("name", header="content-disposition")
-        if isinstance(name, str) and name not in parts:
-            parts[name] = (media_type(headers.get("content-type")) or RAW_MEDIA_TYPE, content)
-    return parts
-
-
-def _malformed(why: str) -> ApiError:
-    return ApiError(400, "malformed_multipart", f"the multipart body is malformed: {why}")
+def _disconnected() -> ApiError:
+    return ApiError(400, "client_disconnected", "the client left before the body ended")

@@ -10,11 +10,13 @@ from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.api.auth import KeyRing
 from service.api.body import Upload, read_upload
 from service.api.errors import ApiError
 from service.api.schemas import FrameQuery
-from service.config import Settings
+from service.config import ApiKey, Role, Settings
 from service.inference.inspector import Inspector, ModelSlot
+from service.spool import ResultRecorder
 from service.store import ModelStore
 
 
@@ -27,6 +29,8 @@ class Services:
     sessions: sessionmaker[Session]
     store: ModelStore
     models: ModelSlot
+    keys: KeyRing
+    results: ResultRecorder
 
 
 def get_services(request: Request) -> Services:
@@ -36,12 +40,42 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+class RequireRole:
+    """Dependency: the request's API key, which must grant ``role`` (None while the API is open).
+
+    Declare it before any body-reading dependency: a caller without the role is refused before
+    its body is read. The key's name goes to ``request.state.api_key`` for the request log.
+    """
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def __call__(self, request: Request, services: ServicesDep) -> ApiKey | None:
+        key = services.keys.authorize(request.headers.get("authorization"), self.role)
+        if key is not None:
+            request.state.api_key = key.name
+        return key
+
+
+InspectorDep = Annotated[ApiKey | None, Depends(RequireRole("inspect"))]
+ReaderDep = Annotated[ApiKey | None, Depends(RequireRole("read"))]
+AdminDep = Annotated[ApiKey | None, Depends(RequireRole("admin"))]
+
+
 def get_session(services: ServicesDep) -> Iterator[Session]:
     with services.sessions() as session:
         yield session
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_results(services: ServicesDep) -> ResultRecorder:
+    return services.results
+
+
+ResultsDep = Annotated[ResultRecorder, Depends(get_results)]
+"""Where new results go: the database, or the spool while the database cannot take them."""
 
 
 def get_model(services: ServicesDep) -> Inspector:

@@ -23,6 +23,7 @@ from service.inference.decode import (
     UndecodableImage,
     UnsupportedMediaType,
 )
+from service.spool import ResultsUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ async def _database_unavailable(_: Request, error: Exception) -> JSONResponse:
     return error_response(503, "database_unavailable", "the results database is unavailable")
 
 
+async def _results_unavailable(_: Request, error: Exception) -> JSONResponse:
+    return error_response(503, "results_unavailable", str(error))
+
+
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=error)
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
@@ -119,4 +124,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(ResultsUnavailable, _results_unavailable)
     app.add_exception_handler(Exception, _unexpected)

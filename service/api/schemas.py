@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from service.db.models import ID_LENGTH, Inspection
 from service.store import Manifest
@@ -14,13 +14,13 @@ from service.store import Manifest
 # Printable text only: Postgres refuses NUL in text, and ids end up in logs and CSV exports.
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 Id = Field(default=None, min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)
+FrameId = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
 
 
-class FrameQuery(BaseModel):
-    """Where a strip comes from, sent as query parameters with the image."""
+class StripSource(BaseModel):
+    """Where strips come from, sent as query parameters with the images."""
 
     camera_id: str = Field(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)
-    frame_id: str | None = Id
     line_id: str | None = Id
     coil_id: str | None = Id
     captured_at: datetime | None = Field(
@@ -36,6 +36,20 @@ class FrameQuery(BaseModel):
             return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         except OverflowError as error:  # e.g. 9999-12-31T23:00-05:00 is past datetime.max
             raise ValueError("the time is out of range once converted to UTC") from error
+
+
+class FrameQuery(StripSource):
+    """One strip's source and the gateway's id of its frame."""
+
+    frame_id: str | None = Id
+
+
+class BatchQuery(StripSource):
+    """Several strips' source and, optionally, one frame id per strip in the order of the parts."""
+
+    frame_id: list[FrameId] = Field(
+        default_factory=list, description="repeat once per image, in order, or leave out"
+    )
 
 
 class ModelRef(BaseModel):
@@ -112,6 +126,20 @@ class InspectResponse(InspectionOut):
         return cls(**cls.fields_of(row), timings_ms=TimingsOut(**row.timings))
 
 
+class BatchItemOut(BaseModel):
+    """One image of a batch: its result, or the error /v1/inspect would have answered."""
+
+    index: int = Field(description="position of the image part, from 0")
+    status: int = Field(description="200, or the status of the error")
+    replay: bool = Field(default=False, description="a stored result of a frame seen before")
+    result: InspectResponse | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchOut(BaseModel):
+    items: list[BatchItemOut]
+
+
 class InspectionPageOut(BaseModel):
     items: list[InspectionOut]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page")
@@ -140,6 +168,18 @@ class ModelOut(BaseModel):
 
 class LiveModelOut(ModelRef):
     alias: str
+
+
+class AliasMoveIn(BaseModel):
+    version: int = Field(ge=1, description="the version the alias is to point at")
+
+
+class AliasOut(BaseModel):
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None = Field(description="where the alias pointed before, if it did")
+    live: LiveModelOut | None = Field(description="the version this process serves now")
 
 
 class ModelsOut(BaseModel):

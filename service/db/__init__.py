@@ -6,8 +6,9 @@ from service.db.inspections import (
     InvalidCursor,
     find_inspection,
     get_inspection,
+    insert_inspection,
     list_inspections,
-    record_inspection,
+    new_inspection,
 )
 from service.db.models import Base, Defect, Inspection
 
@@ -19,9 +20,10 @@ __all__ = [
     "InvalidCursor",
     "find_inspection",
     "get_inspection",
+    "insert_inspection",
     "list_inspections",
     "make_engine",
     "make_session_factory",
+    "new_inspection",
     "ping",
-    "record_inspection",
 ]

@@ -47,8 +47,7 @@ class InspectionPage:
     next_cursor: str | None
 
 
-def record_inspection(
-    session: Session,
+def new_inspection(
     *,
     camera_id: str,
     frame_id: str | None,
@@ -63,14 +62,13 @@ def record_inspection(
     timings: Mapping[str, float],
     defects: Sequence[DefectFields],
     inspection_id: uuid.UUID | None = None,
-) -> tuple[Inspection, bool]:
-    """Store one inspection with its defects and commit.
+) -> Inspection:
+    """A new inspection row, not yet stored.
 
-    Returns ``(row, True)`` when written, or ``(existing, False)`` when (camera_id, frame_id)
-    was already recorded: the unique constraint, not a prior read, decides, so concurrent
-    retries of one frame still write it once.
+    Its id is drawn here, before any write, so that a result kept in the spool while the
+    database is away is stored later under the id its client already has.
     """
-    row = Inspection(
+    return Inspection(
         id=inspection_id or uuid.uuid4(),
         camera_id=camera_id,
         frame_id=frame_id,
@@ -86,16 +84,24 @@ def record_inspection(
         image_width=image_width,
         defects=[_defect_row(defect) for defect in defects],
     )
+
+
+def insert_inspection(session: Session, row: Inspection) -> tuple[Inspection, bool]:
+    """Store ``row`` with its defects and commit: an idempotent insert.
+
+    Returns ``(row, True)`` when written, or ``(existing, False)`` when its id or its
+    (camera_id, frame_id) was already recorded: the primary key and the unique constraint, not
+    a prior read, decide, so concurrent retries of one frame and replays of a spooled result
+    that did reach the database still write it once.
+    """
     session.add(row)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        existing = (
-            None
-            if frame_id is None
-            else find_inspection(session, camera_id=camera_id, frame_id=frame_id)
-        )
+        existing = session.get(Inspection, row.id)
+        if existing is None and row.frame_id is not None:
+            existing = find_inspection(session, camera_id=row.camera_id, frame_id=row.frame_id)
         if existing is None:
             raise
         return existing, False

@@ -1,25 +1,32 @@
-"""A published model version ready to inspect strips: verified, in ONNX Runtime, warmed up.
+"""A published model version ready to inspect strips: verified, in ONNX Runtime, batched, warm.
 
-Turns a grey strip into defects: per-class masks (threshold and minimum area from the
-manifest), each with its RLE, area, score (mean probability inside the mask) and bounding box.
+Turns a strip into defects: per-class masks (threshold and minimum area from the manifest), each
+with its RLE, area, score (mean probability inside the mask) and bounding box. ``ModelSlot``
+holds the live version and swaps in a new one, loaded and warmed first, when its alias moves.
 Knows nothing of HTTP or the database.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+import anyio.to_thread
 import numpy as np
 
 from service import rle
+from service.inference.batcher import Batcher
 from service.inference.decode import decode_strip
-from service.inference.postprocess import probabilities_to_masks, sigmoid
+from service.inference.postprocess import LogitCut, sigmoid
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter
-from service.metrics import observe_inference
+from service.metrics import set_live_model
 from service.store import Manifest, ModelStore, ModelVersion
+
+logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 """The served file of a version; the same name as ``service.training.publish.ONNX_FILE``,
@@ -27,7 +34,21 @@ which cannot be imported here because it imports torch."""
 
 
 class ModelLoadError(Exception):
-    """A version that verified but cannot serve (inconsistent manifest, wrong output shape)."""
+    """A version that verified but cannot serve (unreadable ONNX, inconsistent manifest, wrong
+    output shape)."""
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """How a version runs: ONNX Runtime providers and threads, batching, warm-up."""
+
+    providers: Sequence[str] = DEFAULT_PROVIDERS
+    threads: int | None = None
+    """Intra-op threads of the session; None: one per core."""
+    max_batch: int = 8
+    max_wait_ms: float = 2.0
+    warmup_runs: int = 2
+    """Runs of every batch size 1..max_batch before the version is ready."""
 
 
 @dataclass(frozen=True)
@@ -44,28 +65,28 @@ class Defect:
 @dataclass(frozen=True)
 class Findings:
     defects: list[Defect]
+    decode_ms: float
+    queue_ms: float
     inference_ms: float
+    """The session run of the whole batch the strip was part of."""
     postprocess_ms: float
-    decode_ms: float = 0.0
 
     @property
     def timings_ms(self) -> dict[str, float]:
         return {
             "decode": self.decode_ms,
+            "queue": self.queue_ms,
             "inference": self.inference_ms,
             "postprocess": self.postprocess_ms,
         }
 
 
 class Inspector:
-    def __init__(
-        self,
-        version: ModelVersion,
-        *,
-        providers: Sequence[str] = DEFAULT_PROVIDERS,
-        threads: int | None = None,
-    ) -> None:
+    """One model version: its session, its batcher and its post-processing rules."""
+
+    def __init__(self, version: ModelVersion, options: ServingOptions) -> None:
         self.manifest: Manifest = version.manifest
+        self.options = options
         self._rules = sorted(self.manifest.postprocess, key=lambda rule: rule.class_id)
         self._class_names = {spec.id: spec.name for spec in self.manifest.classes}
         if sorted(self._class_names) != [rule.class_id for rule in self._rules]:
@@ -73,23 +94,31 @@ class Inspector:
                 f"{self.name} v{self.version}: classes {sorted(self._class_names)} and "
                 f"post-processing rules {[r.class_id for r in self._rules]} disagree"
             )
-        self.segmenter = OnnxSegmenter(version.file(ONNX_FILE), providers, threads or None)
+        self._cuts = [LogitCut.of(rule) for rule in self._rules]
+        try:
+            self.segmenter = OnnxSegmenter(
+                version.file(ONNX_FILE), options.providers, options.threads
+            )
+        except Exception as error:  # ONNX Runtime raises its own types for unreadable models
+            raise ModelLoadError(
+                f"{self.name} v{self.version}: ONNX Runtime cannot load {ONNX_FILE}: {error}"
+            ) from error
+        self.batcher = Batcher(
+            self.segmenter,
+            max_batch=options.max_batch,
+            max_wait_s=options.max_wait_ms / 1000.0,
+            model=self.name,
+            version=self.version,
+        )
         self.warmed = False
 
     @classmethod
     def load(
-        cls,
-        store: ModelStore,
-        name: str,
-        ref: int | str,
-        *,
-        providers: Sequence[str] = DEFAULT_PROVIDERS,
-        threads: int | None = None,
-        warmup_runs: int = 2,
+        cls, store: ModelStore, name: str, ref: int | str, options: ServingOptions
     ) -> Inspector:
         """Load ``name`` at ``ref`` (version or alias) after verifying its hashes, and warm it."""
-        inspector = cls(store.load(name, ref), providers=providers, threads=threads)
-        inspector.warm_up(warmup_runs)
+        inspector = cls(store.load(name, ref), options)
+        inspector.warm_up()
         return inspector
 
     @property
@@ -105,34 +134,44 @@ class Inspector:
         """(height, width) of the strips this version inspects."""
         return self.manifest.input.height, self.manifest.input.width
 
-    def warm_up(self, runs: int = 2) -> None:
-        """Run blank strips through the whole path; the first ONNX Runtime runs are slow."""
-        blank = np.zeros(self.shape, dtype=np.uint8)
-        for _ in range(runs):
-            probabilities = self.predict([blank])
-        expected = (1, len(self._rules), *self.shape)
-        if probabilities.shape != expected:
-            raise ModelLoadError(
-                f"{self.name} v{self.version}: the model returns {probabilities.shape}, "
-                f"the manifest implies {expected}"
-            )
-        self.find_defects(probabilities[0])
+    def warm_up(self) -> None:
+        """Run blank batches of every size the batcher may form, and check the output shape.
+
+        ONNX Runtime's first runs of each input shape are slow (memory arenas grow, kernels are
+        chosen); doing them here keeps them off the first requests after a start or a swap.
+        """
+        plane = prepare_batch([np.zeros(self.shape, dtype=np.uint8)], self.manifest.input)[0]
+        for size in range(1, self.options.max_batch + 1):
+            batch = np.repeat(plane[np.newaxis], size, axis=0)
+            for _ in range(self.options.warmup_runs):
+                logits = self.segmenter(batch)
+            expected = (size, len(self._rules), *plane.shape[1:])
+            if logits.shape != expected:
+                raise ModelLoadError(
+                    f"{self.name} v{self.version}: the model returns {logits.shape} for a batch "
+                    f"of {size}, the manifest implies {expected}"
+                )
+        self.find_defects(logits[0])
         self.warmed = True
 
-    def predict(self, strips: Sequence[np.ndarray]) -> np.ndarray:
-        """(H, W) uint8 strips of one size -> (N, classes, H, W) float32 probabilities."""
-        height, width = strips[0].shape
-        logits = self.segmenter(prepare_batch(strips, self.manifest.input))
-        return sigmoid(logits[..., :height, :width])
+    def prepare(self, data: bytes, content_type: str) -> np.ndarray:
+        """Decode and validate a body (see ``decode_strip``) into the (C, H', W') input plane."""
+        strip = decode_strip(data, content_type, height=self.shape[0], width=self.shape[1])
+        return prepare_batch([strip], self.manifest.input)[0]
 
-    def find_defects(self, probabilities: np.ndarray) -> list[Defect]:
-        """(classes, H, W) probabilities of one strip -> its defects, ordered by class id."""
-        masks = probabilities_to_masks(probabilities, self._rules).astype(bool, copy=False)
+    def find_defects(self, logits: np.ndarray) -> list[Defect]:
+        """(classes, H', W') logits of one strip -> its defects, ordered by class id.
+
+        The masks are those of ``probabilities_to_masks(sigmoid(logits))`` (what evaluation
+        scores), computed without a sigmoid over the whole strip: see ``LogitCut``.
+        """
+        height, width = self.shape
         defects = []
-        for channel, rule in enumerate(self._rules):
-            mask = masks[channel]
+        for channel, (rule, cut) in enumerate(zip(self._rules, self._cuts, strict=True)):
+            class_logits = logits[channel, :height, :width]
+            mask = cut.mask(class_logits)
             area = int(np.count_nonzero(mask))
-            if area == 0:
+            if area == 0 or area < rule.min_area:
                 continue
             rows = np.flatnonzero(mask.any(axis=1))
             columns = np.flatnonzero(mask.any(axis=0))
@@ -142,50 +181,101 @@ class Inspector:
                     class_name=self._class_names[rule.class_id],
                     encoded_pixels=rle.encode(mask),
                     area_px=area,
-                    score=float(probabilities[channel][mask].mean()),
+                    score=float(sigmoid(class_logits[mask]).mean()),
                     bbox=(int(columns[0]), int(rows[0]), int(columns[-1]), int(rows[-1])),
                 )
             )
         return defects
 
-    def inspect(self, strip: np.ndarray) -> Findings:
-        """One strip through the model and post-processing, with the time each took."""
+    async def inspect_image(self, data: bytes, content_type: str) -> Findings:
+        """Decode a body, run it in the next batch and post-process it, off the event loop."""
         start = time.perf_counter()
-        probabilities = self.predict([strip])[0]
+        with self.batcher.announce():
+            plane = await anyio.to_thread.run_sync(self.prepare, data, content_type)
+        decoded = time.perf_counter()
+        result = await self.batcher.submit(plane)
         inferred = time.perf_counter()
-        defects = self.find_defects(probabilities)
-        done = time.perf_counter()
-        observe_inference(self.name, self.version, inferred - start)
+        defects = await anyio.to_thread.run_sync(self.find_defects, result.logits)
         return Findings(
             defects=defects,
-            inference_ms=(inferred - start) * 1000.0,
-            postprocess_ms=(done - inferred) * 1000.0,
+            decode_ms=(decoded - start) * 1000.0,
+            queue_ms=result.queue_ms,
+            inference_ms=result.inference_ms,
+            postprocess_ms=(time.perf_counter() - inferred) * 1000.0,
         )
-
-    def inspect_image(self, data: bytes, content_type: str) -> Findings:
-        """Decode and validate an encoded image or raw buffer (see ``decode_strip``), inspect it."""
-        start = time.perf_counter()
-        strip = decode_strip(data, content_type, height=self.shape[0], width=self.shape[1])
-        decode_ms = (time.perf_counter() - start) * 1000.0
-        return replace(self.inspect(strip), decode_ms=decode_ms)
 
 
 class ModelSlot:
-    """Holds the live inspector; a swap is one reference assignment, so a request keeps the
-    inspector it started with while the next one gets the new version."""
+    """The live version of the served (model, alias); it is replaced whole when the alias moves.
 
-    def __init__(self) -> None:
+    A swap is one reference assignment, so a request keeps the version it started with while
+    the next one gets the new version; the old version's batcher is retired once the strips
+    already handed to it have run.
+    """
+
+    def __init__(self, store: ModelStore, name: str, alias: str, options: ServingOptions) -> None:
+        self.store, self.name, self.alias, self.options = store, name, alias, options
         self._inspector: Inspector | None = None
         self.problem: str | None = "no model loaded yet"
+        self._moving = asyncio.Lock()
 
     @property
     def inspector(self) -> Inspector | None:
         return self._inspector
 
-    def swap(self, inspector: Inspector) -> None:
-        self._inspector = inspector
-        self.problem = None
+    def load(self) -> None:
+        """Load, verify and warm the served alias, then make it live.
 
-    def fail(self, problem: str) -> None:
-        """Record why a load failed; a model already live stays live."""
-        self.problem = problem
+        A failure leaves the service up but not ready (``problem`` says why), so that probes
+        and operators can see the reason instead of a crash loop.
+        """
+        try:
+            inspector = Inspector.load(self.store, self.name, self.alias, self.options)
+        except Exception as error:  # any load failure: keep serving probes, report the reason
+            self.problem = f"cannot load {self.name}@{self.alias} from {self.store.root}: {error}"
+            logger.error(self.problem)
+            return
+        self._make_live(inspector)
+
+    async def move_alias(self, name: str, alias: str, version: int) -> int | None:
+        """Point ``alias`` of ``name`` at ``version``; returns the version it pointed at before.
+
+        For the served alias the version is verified, loaded and warmed before the alias moves
+        and the swap happens; if any of that fails the error propagates (``StoreError``,
+        ``ModelLoadError``, ``ValueError``) and the live version stays. Rollback is the same.
+        """
+        async with self._moving:
+            previous = self.store.aliases(name).get(alias)
+            live = self._inspector
+            served = (name, alias) == (self.name, self.alias)
+            if not served or (live is not None and live.version == version):
+                await anyio.to_thread.run_sync(self.store.set_alias, name, alias, version)
+                return previous
+            inspector = await anyio.to_thread.run_sync(
+                Inspector.load, self.store, name, version, self.options
+            )
+            try:
+                await anyio.to_thread.run_sync(self.store.set_alias, name, alias, version)
+            except BaseException:
+                inspector.batcher.retire()
+                raise
+            self._make_live(inspector)
+            return previous
+
+    def close(self) -> None:
+        """Stop the live version's batcher once its queue has run (at shutdown)."""
+        if self._inspector is not None:
+            self._inspector.batcher.retire()
+
+    def _make_live(self, inspector: Inspector) -> None:
+        old, self._inspector, self.problem = self._inspector, inspector, None
+        set_live_model(inspector.name, inspector.version, self.alias)
+        logger.info(
+            "serving %s v%d (%s) on %s",
+            inspector.name,
+            inspector.version,
+            self.alias,
+            ", ".join(inspector.segmenter.providers),
+        )
+        if old is not None:
+            old.batcher.retire()

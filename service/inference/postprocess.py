@@ -7,6 +7,7 @@ competition winners used): a few stray pixels above threshold are noise, not a d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,3 +35,68 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Numerically stable logistic function, in float32."""
     logits = logits.astype(np.float32, copy=False)
     return np.exp(-np.logaddexp(0.0, -logits)).astype(np.float32, copy=False)
+
+
+SIGMOID_RELATIVE_ERROR = 2.0**-16
+"""A generous bound on the relative error of ``sigmoid`` in float32 (it is a few 1e-7)."""
+
+
+@dataclass(frozen=True)
+class LogitCut:
+    """``sigmoid(logits) > threshold`` for one class, decided in logit space.
+
+    Below ``lower`` the float32 probability is surely at or under the threshold and above
+    ``upper`` surely over it; only logits in the band between (about 1e-5 wide) get their
+    sigmoid computed, by the very function evaluation uses, so the masks are exactly those of
+    ``probabilities_to_masks(sigmoid(logits), rules)`` at a small fraction of the cost.
+    """
+
+    threshold: np.float32
+    lower: np.float32
+    upper: np.float32
+    min_area: int
+
+    @classmethod
+    def of(cls, rule: ClassPostprocess) -> LogitCut:
+        # ``probabilities > rule.threshold`` compares in float32: the threshold is rounded too.
+        threshold = np.float32(rule.threshold)
+        low = float(threshold) / (1.0 + SIGMOID_RELATIVE_ERROR)
+        high = float(threshold) / (1.0 - SIGMOID_RELATIVE_ERROR)
+        lower = np.nextafter(np.float32(_logit(low)), np.float32(-np.inf))
+        upper = np.float32(np.inf) if high >= 1.0 else np.float32(_logit(high))
+        cut = cls(threshold, lower, np.nextafter(upper, np.float32(np.inf)), rule.min_area)
+        cut.check()
+        return cut
+
+    def check(self, span: int = 4096) -> None:
+        """Refuse a band that does not hold the flip on the float32 values just outside it."""
+        below, above = _steps_from(self.lower, -span), _steps_from(self.upper, span)
+        if (sigmoid(below) > self.threshold).any() or not (sigmoid(above) > self.threshold).all():
+            raise ArithmeticError(f"sigmoid flips outside the band kept for {self.threshold}")
+
+    def mask(self, logits: np.ndarray) -> np.ndarray:
+        """(H, W) float32 logits -> bool mask of the pixels over the threshold."""
+        mask = logits > self.upper
+        band = logits >= self.lower
+        band ^= mask
+        if band.any():
+            where = np.nonzero(band)
+            mask[where] = sigmoid(logits[where]) > self.threshold
+        return mask
+
+
+def _logit(probability: float) -> float:
+    return float(np.log(probability) - np.log1p(-probability))
+
+
+def _steps_from(edge: np.float32, count: int) -> np.ndarray:
+    """The ``abs(count)`` float32 values next to ``edge``, upwards (count > 0) or downwards."""
+    if not np.isfinite(edge):
+        return np.zeros(0, dtype=np.float32)
+    # Sign-magnitude bits as a signed integer that increases with the float's value.
+    bits = int(np.array(edge, dtype=np.float32).view(np.int32))
+    key = bits if bits >= 0 else -(bits & 0x7FFFFFFF)
+    keys = key + np.sign(count) * np.arange(1, abs(count) + 1, dtype=np.int64)
+    raw = np.where(keys >= 0, keys, -keys | 0x80000000).astype(np.uint32)
+    values = raw.view(np.float32)
+    return values[np.isfinite(values)]

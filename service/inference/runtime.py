@@ -31,6 +31,7 @@ class OnnxSegmenter:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("XSPIN", "1"))
         self.session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=available_providers(providers)
         )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -37,6 +39,10 @@ RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_WEIGHTS_FILE = "best.safetensors"
 WARMUP_FRACTION = 0.05
+
+Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(model, images, masks) -> loss. A function of the model, not of its logits, so that
+knowledge distillation can run its teacher on the same images."""
 
 
 @dataclass
@@ -62,6 +68,31 @@ class TrainConfig:
         data["out_dir"] = str(self.out_dir)
         data["crop"] = list(self.crop)
         return data
+
+
+@dataclass
+class Optimisation:
+    """AdamW, its warm-up + cosine schedule and the AMP grad scaler (enabled on CUDA only)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def for_model(
+        cls,
+        model: nn.Module,
+        lr: float,
+        weight_decay: float,
+        total_steps: int,
+        device: torch.device,
+    ) -> Optimisation:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        return cls(
+            optimizer,
+            torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps)),
+            torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
+        )
 
 
 @dataclass
@@ -96,31 +127,25 @@ def train(config: TrainConfig) -> TrainResult:
         train_set, config.crop, config.in_channels, spec.normalisation, config.seed
     )
     steps_per_epoch = math.ceil(len(crops) / config.batch_size)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    optimisation = Optimisation.for_model(
+        model, config.lr, config.weight_decay, steps_per_epoch * config.epochs, device
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _warmup_cosine(steps_per_epoch * config.epochs)
-    )
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     result = TrainResult(run_dir=config.out_dir)
-    start_epoch = _prepare_run_dir(config, model, optimizer, scheduler, scaler, result)
+    start_epoch = _prepare_run_dir(config, model, optimisation, result)
     seconds_before = result.seconds
-    loss_fn = BceDiceLoss()
     threshold_half = [
         ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in train_set.classes
     ]
+    objective = task_objective(BceDiceLoss())
     for epoch in range(start_epoch, config.epochs + 1):
-        crops.set_epoch(epoch)
-        loader = DataLoader(
-            crops,
-            batch_size=config.batch_size,
-            shuffle=True,
-            drop_last=len(crops) > config.batch_size,
-            generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
-        )
-        train_loss = _train_one_epoch(
-            model, loader, loss_fn, optimizer, scheduler, scaler, device, epoch, config
+        train_loss = train_one_epoch(
+            model,
+            epoch_loader(crops, config.batch_size, config.seed, epoch),
+            objective,
+            optimisation,
+            device,
+            description=f"epoch {epoch}/{config.epochs}",
+            progress=config.progress,
         )
         metrics = evaluate(
             torch_predictor(model, device), val_set, spec, threshold_half, progress=config.progress
@@ -130,52 +155,79 @@ def train(config: TrainConfig) -> TrainResult:
             "train_loss": train_loss,
             "val_dice": metrics["dice"],
             "val_dice_nonempty": metrics["dice_nonempty"],
-            "lr": scheduler.get_last_lr()[0],
+            "lr": optimisation.scheduler.get_last_lr()[0],
         }
         result.history.append(record)
         selection_score = float(metrics["dice_nonempty"] or 0.0)
         if result.best_epoch == 0 or selection_score > result.best_val_dice_nonempty:
             result.best_epoch, result.best_val_dice_nonempty = epoch, selection_score
-            save_file(_cpu_state(model), str(config.out_dir / BEST_WEIGHTS_FILE))
+            save_file(cpu_state(model), str(config.out_dir / BEST_WEIGHTS_FILE))
         result.seconds = seconds_before + time.perf_counter() - started
-        _save_checkpoint(config, model, optimizer, scheduler, scaler, result, epoch)
+        _save_checkpoint(config, model, optimisation, result, epoch)
         _write_run_file(config, arch, train_set.classes, spec, result)
         if config.progress:
             tqdm.write(json.dumps(record))
     return result
 
 
-def _train_one_epoch(
-    model: torch.nn.Module,
+def task_objective(loss_fn: nn.Module) -> Objective:
+    """The plain objective: the loss of the model's logits against the masks."""
+
+    def objective(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return loss_fn(model(images), masks)
+
+    return objective
+
+
+def epoch_loader(crops: TrainingCrops, batch_size: int, seed: int, epoch: int) -> DataLoader:
+    """Shuffled batches of the epoch's crops; (seed, epoch) fix both, so a resumed run matches."""
+    crops.set_epoch(epoch)
+    return DataLoader(
+        crops,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(crops) > batch_size,
+        generator=torch.Generator().manual_seed(seed * 1000 + epoch),
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
     loader: DataLoader,
-    loss_fn: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
+    objective: Objective,
+    optimisation: Optimisation,
     device: torch.device,
-    epoch: int,
-    config: TrainConfig,
+    *,
+    description: str,
+    progress: bool,
+    before_batch: Callable[[], None] | None = None,
 ) -> float:
+    """One pass over ``loader`` (AMP on CUDA); returns the mean loss.
+
+    ``before_batch`` runs before every batch: a caller that must stop promptly (a cancelled
+    job) raises from it.
+    """
     model.train()
     losses = []
-    bar = tqdm(
-        loader, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, leave=False
-    )
+    bar = tqdm(loader, desc=description, disable=not progress, leave=False)
     for images, masks in bar:
+        if before_batch is not None:
+            before_batch()
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            loss = loss_fn(model(images), masks)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+            loss = objective(model, images, masks)
+        optimisation.optimizer.zero_grad(set_to_none=True)
+        optimisation.scaler.scale(loss).backward()
+        optimisation.scaler.step(optimisation.optimizer)
+        optimisation.scaler.update()
+        optimisation.scheduler.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
     return float(np.mean(losses))
 
 
-def _warmup_cosine(total_steps: int):
+def warmup_cosine(total_steps: int) -> Callable[[int], float]:
+    """LambdaLR factor: linear warm-up over the first 5% of steps, then cosine to zero."""
     warmup = max(1, int(total_steps * WARMUP_FRACTION))
 
     def factor(step: int) -> float:
@@ -187,17 +239,12 @@ def _warmup_cosine(total_steps: int):
     return factor
 
 
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 def _prepare_run_dir(
-    config: TrainConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
-    result: TrainResult,
+    config: TrainConfig, model: nn.Module, optimisation: Optimisation, result: TrainResult
 ) -> int:
     """Create the run folder, or reload its last checkpoint; returns the first epoch to run."""
     checkpoint_path = config.out_dir / CHECKPOINT_FILE
@@ -211,9 +258,9 @@ def _prepare_run_dir(
         return 1
     state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
+    optimisation.optimizer.load_state_dict(state["optimizer"])
+    optimisation.scheduler.load_state_dict(state["scheduler"])
+    optimisation.scaler.load_state_dict(state["scaler"])
     result.history = state["history"]
     result.best_epoch = state["best_epoch"]
     result.best_val_dice_nonempty = state["best_val_dice_nonempty"]
@@ -223,18 +270,16 @@ def _prepare_run_dir(
 
 def _save_checkpoint(
     config: TrainConfig,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    scaler: torch.amp.GradScaler,
+    model: nn.Module,
+    optimisation: Optimisation,
     result: TrainResult,
     epoch: int,
 ) -> None:
     state = {
-        "model": _cpu_state(model),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(),
+        "model": cpu_state(model),
+        "optimizer": optimisation.optimizer.state_dict(),
+        "scheduler": optimisation.scheduler.state_dict(),
+        "scaler": optimisation.scaler.state_dict(),
         "epoch": epoch,
         "history": result.history,
         "best_epoch": result.best_epoch,

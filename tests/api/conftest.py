@@ -91,8 +91,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session")
-def running_app(model_store: ModelStore) -> AppFactory:
-    """Run the real app (lifespan included) over a migrated database; settings overridable."""
+def running_app(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
+    """Run the real app (lifespan included) over a migrated database; settings overridable.
+
+    Each run gets its own spool folder unless ``spool_dir`` is given.
+    """
 
     @contextmanager
     def run(database_url: str, **overrides: Any) -> Iterator[TestClient]:
@@ -102,6 +105,8 @@ def running_app(model_store: ModelStore) -> AppFactory:
             "model_alias": "production",
             "warmup_runs": 1,
             "onnx_threads": 1,
+            "spool_dir": tmp_path_factory.mktemp("spool"),
+            "spool_replay_interval_s": 0.05,
         }
         settings = Settings(_env_file=None, database_url=database_url, **{**values, **overrides})
         upgrade(settings.database_url)

@@ -16,10 +16,11 @@ from service.db import (
     Base,
     Inspection,
     InvalidCursor,
+    insert_inspection,
     list_inspections,
     make_engine,
     make_session_factory,
-    record_inspection,
+    new_inspection,
 )
 from service.db.inspections import decode_cursor
 from service.db.migrate import upgrade
@@ -59,7 +60,7 @@ def _record(engine: Engine, **overrides: object) -> tuple[Inspection, bool]:
         "defects": [_Defect()],
     } | overrides
     with make_session_factory(engine)() as session:
-        return record_inspection(session, **fields)  # type: ignore[arg-type]
+        return insert_inspection(session, new_inspection(**fields))  # type: ignore[arg-type]
 
 
 def test_migrations_create_exactly_the_models(engine: Engine) -> None:

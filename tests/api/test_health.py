@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 from fastapi.testclient import TestClient
 
 from service.api import create_app
@@ -21,19 +24,53 @@ def test_ready_when_the_model_is_warm_and_the_database_answers(client: TestClien
     assert response.json() == {
         "status": "ready",
         "model": {"name": "probe", "version": 1},
-        "database": "ok",
+        "database": {"reachable": True},
+        "spool": {"writable": True, "pending": 0},
     }
 
 
-def test_not_ready_without_a_migrated_database(model_store: ModelStore, sqlite_url: str) -> None:
-    settings = Settings(
-        _env_file=None, database_url=sqlite_url, model_store=model_store.root, model_name="probe"
-    )
-    with TestClient(create_app(settings)) as client:  # no migration ran
-        response = client.get("/readyz")
+def _readyz(model_store: ModelStore, tmp_path: Path, **overrides: object) -> httpx.Response:
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{tmp_path / 'never-migrated.db'}",
+        "model_store": model_store.root,
+        "model_name": "probe",
+        "spool_dir": tmp_path / "spool",
+        "warmup_runs": 1,
+    }
+    settings = Settings(_env_file=None, **(values | overrides))  # type: ignore[arg-type]
+    with TestClient(create_app(settings)) as client:
+        return client.get("/readyz")
+
+
+def test_ready_on_the_spool_while_the_database_is_unusable(
+    model_store: ModelStore, tmp_path: Path
+) -> None:
+    response = _readyz(model_store, tmp_path)  # no migration ran: no inspections table
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["database"]["reachable"] is False
+    assert "inspections" in body["database"]["problem"]
+    assert body["spool"] == {"writable": True, "pending": 0}
+
+
+def test_not_ready_when_results_cannot_be_kept(model_store: ModelStore, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    response = _readyz(model_store, tmp_path, spool_dir=tmp_path / "a-file" / "spool")
     assert response.status_code == 503
-    error = response.json()["error"]
-    assert error["code"] == "not_ready" and "database" in error["message"]
+    body = response.json()
+    assert body["status"] == "not_ready" and body["error"]["code"] == "not_ready"
+    assert "results cannot be kept" in body["error"]["message"]
+    assert body["database"]["reachable"] is False and body["spool"]["writable"] is False
+    assert body["model"] == {"name": "probe", "version": 1}
+
+
+def test_not_ready_without_a_model(model_store: ModelStore, tmp_path: Path) -> None:
+    response = _readyz(model_store, tmp_path, model_name="no-such-model")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["model"] is None and body["spool"]["writable"] is True
+    assert body["error"]["message"].startswith("model: ")
 
 
 def test_metrics_cover_requests_inference_and_the_live_model(client: TestClient) -> None:

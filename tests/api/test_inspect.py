@@ -80,6 +80,22 @@ def test_multipart_part_without_type_is_a_raw_buffer(client: TestClient) -> None
     assert response.json()["defects"][0]["bbox"] == BLOCK_BBOX
 
 
+def test_multipart_part_without_file_name_keeps_every_byte(client: TestClient) -> None:
+    """A plain form field comes back as text; the parse must not alter any byte value."""
+    strip = np.resize(np.arange(256, dtype=np.uint8), (HEIGHT, WIDTH))
+    strip[BLOCK] = 255
+    boundary = "b0undary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode()
+        + strip.tobytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    content_type = f"multipart/form-data; boundary={boundary}; charset=utf-8"
+    as_form = post_strip(client, body, content_type).json()["defects"]
+    as_raw = post_strip(client, strip.tobytes(), RAW).json()["defects"]
+    assert as_form == as_raw and as_form
+
+
 def test_response_carries_the_frame_model_and_timings(client: TestClient) -> None:
     frame_id = uuid.uuid4().hex
     response = post_strip(
@@ -107,9 +123,8 @@ def test_response_carries_the_frame_model_and_timings(client: TestClient) -> Non
     assert body["has_defect"] is False and body["defects"] == []
     timings = body["timings_ms"]
     assert set(timings) == {"decode", "queue", "inference", "postprocess", "total"}
-    assert timings["queue"] == 0.0
     assert all(value >= 0 for value in timings.values())
-    assert timings["total"] >= timings["inference"]
+    assert timings["total"] >= timings["queue"] + timings["inference"]
     assert "Idempotent-Replay" not in response.headers
 
 

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
-from service.api.body import read_body
+from service.api.body import read_upload
 from service.api.errors import ApiError
 from service.store import ModelStore
 
@@ -71,6 +71,22 @@ BAD_BODIES = {
         "malformed_multipart",
     ),
     "multipart no boundary": (b"abc", "multipart/form-data", 400, "malformed_multipart"),
+    "multipart, too many parts": (
+        b"".join(
+            f'--x\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\n{i}\r\n'.encode()
+            for i in range(65)
+        )
+        + b"--x--\r\n",
+        "multipart/form-data; boundary=x",
+        400,
+        "malformed_multipart",
+    ),
+    "multipart part without a name": (
+        b"--x\r\nContent-Disposition: form-data\r\n\r\n1\r\n--x--\r\n",
+        "multipart/form-data; boundary=x",
+        400,
+        "malformed_multipart",
+    ),
 }
 
 
@@ -137,20 +153,39 @@ def test_chunked_body_over_the_limit_is_413(small_limit_client: TestClient) -> N
     _error(response, 413, "body_too_large")
 
 
-def test_the_limit_stops_reading_midway() -> None:
+def test_chunked_multipart_over_the_limit_is_413(small_limit_client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'--x\r\nContent-Disposition: form-data; name="image"; filename="s"\r\n\r\n'
+        for _ in range(10):
+            yield b"\x00" * 40_000
+
+    response = small_limit_client.post(
+        "/v1/inspect",
+        params={"camera_id": "c"},
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=x"},
+    )
+    _error(response, 413, "body_too_large")
+
+
+@pytest.mark.parametrize("content_type", [RAW, "multipart/form-data; boundary=x"])
+def test_the_limit_stops_reading_midway(content_type: str) -> None:
     """The body is refused as soon as the limit is passed, not after all of it arrived."""
     received = 0
 
     async def receive() -> dict[str, object]:
         nonlocal received
         received += 1
-        return {"type": "http.request", "body": b"\x00" * 1000, "more_body": True}  # endless
+        head = b'--x\r\nContent-Disposition: form-data; name="image"; filename="s"\r\n\r\n'
+        body = head if received == 1 else b"\x00" * 1000  # endless
+        return {"type": "http.request", "body": body, "more_body": True}
 
-    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    headers = [(b"content-type", content_type.encode())]
+    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
     with pytest.raises(ApiError) as raised:
-        asyncio.run(read_body(request, limit=5_500))
+        asyncio.run(read_upload(request, limit=5_500))
     assert raised.value.status == 413
-    assert received == 6
+    assert received == 7
 
 
 def test_no_model_is_503(running_app: AppFactory, sqlite_url: str, tmp_path: Path) -> None:
@@ -158,7 +193,8 @@ def test_no_model_is_503(running_app: AppFactory, sqlite_url: str, tmp_path: Pat
         response = post_strip(client, plain_strip().tobytes(), RAW)
         assert "probe" in _error(response, 503, "model_unavailable")
         assert client.get("/healthz").status_code == 200
-        _error(client.get("/readyz"), 503, "not_ready")
+        ready = client.get("/readyz")  # the error, with the model, database and spool states
+        assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
         assert client.get("/v1/models").json() == {"live": None, "models": []}
 
 

@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     store, database = sys.argv[1], "sqlite:///" + sys.argv[2]
     upgrade(database)
     settings = Settings(_env_file=None, model_store=store, model_name="probe",
-                        database_url=database, warmup_runs=1)
+                        database_url=database, warmup_runs=1, spool_dir=sys.argv[2] + ".spool")
     with TestClient(create_app(settings)) as client:
         response = client.post("/v1/inspect", params={"camera_id": "c"},
                                content=bytes(256 * 1600),

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -17,7 +18,7 @@ from service.store import ModelStore
 
 
 @pytest.fixture()
-def server(model_store: ModelStore, sqlite_url: str) -> Iterator[int]:
+def server(model_store: ModelStore, sqlite_url: str, tmp_path: Path) -> Iterator[int]:
     upgrade(sqlite_url)
     settings = Settings(
         _env_file=None,
@@ -26,6 +27,7 @@ def server(model_store: ModelStore, sqlite_url: str) -> Iterator[int]:
         database_url=sqlite_url,
         max_body_bytes=100_000,
         warmup_runs=1,
+        spool_dir=tmp_path / "spool",
     )
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)

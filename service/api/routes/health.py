@@ -1,13 +1,13 @@
-"""Probes and metrics: /healthz (alive), /readyz (model warm, database usable), /metrics."""
+"""Probes and metrics: /healthz (alive), /readyz (model warm, results keepable), /metrics."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.api.deps import ServicesDep
-from service.api.errors import error_response
-from service.db import ping
 from service.metrics import exposition
 
 router = APIRouter(tags=["ops"])
@@ -21,20 +21,29 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when the model is loaded and warmed and the database answers and is migrated."""
-    problems = []
-    inspector = services.models.inspector
-    if inspector is None or not inspector.warmed:
-        problems.append(f"model: {services.models.problem or 'not warmed up'}")
-    try:
-        ping(services.engine)
-    except Exception as error:  # any failure means not ready; the reason goes to the caller
-        problems.append(f"database: {type(error).__name__}: {str(error).splitlines()[0]}")
-    if problems:
-        return error_response(503, "not_ready", "; ".join(problems))
-    assert inspector is not None
-    model = {"name": inspector.name, "version": inspector.version}
-    return JSONResponse({"status": "ready", "model": model, "database": "ok"})
+    """Ready when the model is loaded and warm, and results can be kept: in the database, or
+    else in the local spool (from which they are replayed once the database is back)."""
+    inspector, results = services.models.inspector, services.results
+    warm = inspector if inspector is not None and inspector.warmed else None
+    database, spool = results.database_problem(), results.spool.problem()
+    body: dict[str, Any] = {
+        "status": "ready",
+        "model": None if warm is None else {"name": warm.name, "version": warm.version},
+        "database": _state("reachable", database),
+        "spool": {**_state("writable", spool), "pending": results.spool.pending},
+    }
+    problems = [] if warm else [f"model: {services.models.problem or 'not warmed up'}"]
+    if database and spool:
+        problems.append(f"results cannot be kept: database: {database}; spool: {spool}")
+    if not problems:
+        return JSONResponse(body)
+    body["status"] = "not_ready"
+    body["error"] = {"code": "not_ready", "message": "; ".join(problems)}
+    return JSONResponse(body, status_code=503)
+
+
+def _state(name: str, problem: str | None) -> dict[str, Any]:
+    return {name: True} if problem is None else {name: False, "problem": problem}
 
 
 @router.get("/metrics")

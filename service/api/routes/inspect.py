@@ -1,67 +1,179 @@
-"""POST /v1/inspect: a camera strip in, RLE defect masks out, the result recorded once."""
+"""POST /v1/inspect and /v1/inspect/batch: camera strips in, RLE defect masks out, each result
+recorded once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import FrameDep, ModelDep, SessionDep, UploadDep
-from service.api.schemas import ErrorOut, InspectResponse
-from service.db import Inspection, find_inspection, record_inspection
-from service.inference.decode import MEDIA_TYPES
+from service.api.body import Image, Uploads, read_uploads
+from service.api.deps import FrameDep, InspectorDep, ModelDep, ResultsDep, ServicesDep, UploadDep
+from service.api.errors import IMAGE_STATUS, ApiError
+from service.api.request_log import annotate
+from service.api.schemas import (
+    BatchItemOut,
+    BatchOut,
+    BatchQuery,
+    ErrorDetail,
+    ErrorOut,
+    FrameQuery,
+    InspectResponse,
+)
+from service.db import Inspection, new_inspection
+from service.inference.decode import MEDIA_TYPES, ImageRejected
+from service.inference.inspector import Inspector
 from service.metrics import observe_inspection
+from service.spool import ResultRecorder
 
 router = APIRouter(tags=["inspect"])
 
 REPLAY_HEADER = "Idempotent-Replay"
+MAX_BATCH_IMAGES = 32
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
+_FORM = {"schema": {"type": "object", "properties": {"image": _BINARY}}}
+_BATCH_FORM = {
+    "schema": {"type": "object", "properties": {"image": {"type": "array", "items": _BINARY}}}
+}
 _BODY_DOC = {
     "requestBody": {
         "required": True,
-        "content": {
-            **{kind: _BINARY for kind in MEDIA_TYPES},
-            "multipart/form-data": {"schema": {"type": "object", "properties": {"image": _BINARY}}},
-        },
+        "content": {**{kind: _BINARY for kind in MEDIA_TYPES}, "multipart/form-data": _FORM},
     }
 }
-_ERRORS = {status: {"model": ErrorOut} for status in (400, 413, 415, 422, 503)}
+_BATCH_BODY_DOC = {
+    "requestBody": {"required": True, "content": {"multipart/form-data": _BATCH_FORM}}
+}
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 413, 415, 422, 503)}
 
 
-def _replay(response: Response, row: Inspection) -> InspectResponse:
-    response.headers[REPLAY_HEADER] = "true"
-    return InspectResponse.from_row(row)
+async def get_uploads(request: Request, services: ServicesDep) -> Uploads:
+    limit = services.settings.max_body_bytes
+    return await read_uploads(request, limit=limit, max_images=MAX_BATCH_IMAGES)
+
+
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]
+BatchDep = Annotated[BatchQuery, Query()]
 
 
 @router.post(
     "/v1/inspect", response_model=InspectResponse, responses=_ERRORS, openapi_extra=_BODY_DOC
 )
-def inspect_strip(
-    frame: FrameDep, upload: UploadDep, model: ModelDep, session: SessionDep, response: Response
+async def inspect_strip(
+    caller: InspectorDep,
+    frame: FrameDep,
+    upload: UploadDep,
+    model: ModelDep,
+    results: ResultsDep,
+    request: Request,
+    response: Response,
 ) -> InspectResponse:
     """Inspect one strip; a (camera_id, frame_id) seen before returns the stored result."""
-    if frame.frame_id is not None:
-        stored = find_inspection(session, camera_id=frame.camera_id, frame_id=frame.frame_id)
-        if stored is not None:
-            return _replay(response, stored)
-    findings = model.inspect_image(upload.data, upload.content_type)
-    timings = {
-        **findings.timings_ms,
-        "queue": 0.0,
-        "total": (time.perf_counter() - upload.started) * 1000.0,
-    }
-    row, created = record_inspection(
-        session,
-        **frame.model_dump(),
-        received_at=upload.received_at,
-        model_name=model.name,
-        model_version=model.version,
-        image_height=model.shape[0],
-        image_width=model.shape[1],
-        timings={name: round(ms, 3) for name, ms in timings.items()},
-        defects=findings.defects,
-    )
-    if not created:  # a concurrent retry of the same frame was stored first
-        return _replay(response, row)
-    observe_inspection(model.name, model.version, (d.class_name for d in findings.defects))
+    image = Image(upload.content_type, upload.data)
+    row, replay = await _inspect(model, results, frame, image, upload.started, upload.received_at)
+    if replay:
+        response.headers[REPLAY_HEADER] = "true"
+    model_ref = {"name": row.model_name, "version": row.model_version}
+    annotate(request, model=model_ref, replay=replay, timings_ms=row.timings)
     return InspectResponse.from_row(row)
+
+
+@router.post(
+    "/v1/inspect/batch", response_model=BatchOut, responses=_ERRORS, openapi_extra=_BATCH_BODY_DOC
+)
+async def inspect_batch(
+    caller: InspectorDep,
+    source: BatchDep,
+    uploads: UploadsDep,
+    model: ModelDep,
+    results: ResultsDep,
+    request: Request,
+) -> BatchOut:
+    """Inspect several strips of one camera: one result per ``image`` part, in order.
+
+    The body is ``multipart/form-data`` with one ``image`` part per strip (each with a file
+    name, as client libraries send files). The query parameters apply to every strip; frame
+    ids, if any, are the ``frame_id`` query parameter repeated once per part in the same order
+    (``?camera_id=c&frame_id=f1&frame_id=f2``). A strip that cannot be inspected gets its own
+    error (the status and code /v1/inspect would answer) without failing the others; a frame
+    seen before is replayed. Up to 32 strips, within the body-size limit.
+    """
+    images = uploads.images
+    frame_ids: list[str | None] = [*source.frame_id] or [None] * len(images)
+    if len(frame_ids) != len(images):
+        raise ApiError(
+            422,
+            "frame_ids_mismatch",
+            f"{len(frame_ids)} frame_id values for {len(images)} images: send one per image, "
+            "in the order of the parts, or none",
+        )
+    common = source.model_dump(exclude={"frame_id"})
+    items = await asyncio.gather(
+        *(
+            _batch_item(
+                index, model, results, FrameQuery(**common, frame_id=frame_id), image, uploads
+            )
+            for index, (image, frame_id) in enumerate(zip(images, frame_ids, strict=True))
+        )
+    )
+    annotate(request, model={"name": model.name, "version": model.version}, images=len(items))
+    return BatchOut(items=items)
+
+
+async def _batch_item(
+    index: int,
+    model: Inspector,
+    results: ResultRecorder,
+    frame: FrameQuery,
+    image: Image,
+    uploads: Uploads,
+) -> BatchItemOut:
+    try:
+        row, replay = await _inspect(
+            model, results, frame, image, uploads.started, uploads.received_at
+        )
+    except ImageRejected as error:
+        detail = ErrorDetail(code=error.code, message=str(error))
+        return BatchItemOut(index=index, status=IMAGE_STATUS.get(type(error), 422), error=detail)
+    return BatchItemOut(
+        index=index, status=200, replay=replay, result=InspectResponse.from_row(row)
+    )
+
+
+async def _inspect(
+    model: Inspector,
+    results: ResultRecorder,
+    frame: FrameQuery,
+    image: Image,
+    started: float,
+    received_at: datetime,
+) -> tuple[Inspection, bool]:
+    """One strip through the model and into the results: ``(row, replayed)``."""
+    if frame.frame_id is not None:
+        stored = await run_in_threadpool(
+            results.find, camera_id=frame.camera_id, frame_id=frame.frame_id
+        )
+        if stored is not None:
+            return stored, True
+    findings = await model.inspect_image(image.data, image.content_type)
+    timings = {**findings.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
+    row, created = await run_in_threadpool(
+        results.record,
+        new_inspection(
+            **frame.model_dump(),
+            received_at=received_at,
+            model_name=model.name,
+            model_version=model.version,
+            image_height=model.shape[0],
+            image_width=model.shape[1],
+            timings={name: round(ms, 3) for name, ms in timings.items()},
+            defects=findings.defects,
+        ),
+    )
+    if created:
+        observe_inspection(model.name, model.version, (d.class_name for d in findings.defects))
+    return row, not created  # not created: a concurrent retry of the frame was stored first

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import SessionDep
+from service.api.deps import ReaderDep, SessionDep
 from service.api.errors import ApiError
 from service.api.schemas import ErrorOut, InspectionOut, InspectionPageOut
 from service.db import get_inspection, list_inspections
@@ -21,6 +21,7 @@ MAX_PAGE = 500
     "/v1/inspections", response_model=InspectionPageOut, responses={422: {"model": ErrorOut}}
 )
 def list_recent(
+    caller: ReaderDep,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -37,7 +38,7 @@ def list_recent(
     response_model=InspectionOut,
     responses={404: {"model": ErrorOut}},
 )
-def get_one(inspection_id: uuid.UUID, session: SessionDep) -> InspectionOut:
+def get_one(caller: ReaderDep, inspection_id: uuid.UUID, session: SessionDep) -> InspectionOut:
     """One recorded inspection."""
     row = get_inspection(session, inspection_id=inspection_id)
     if row is None:

@@ -1,25 +1,39 @@
-"""GET /v1/models: the model store's models, versions (metrics, lineage) and aliases."""
+"""GET /v1/models (versions, metrics, lineage, aliases) and moving an alias (promotion)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import ServicesDep
-from service.api.schemas import LiveModelOut, ModelOut, ModelsOut, VersionOut
+from service.api.deps import AdminDep, ReaderDep, Services, ServicesDep
+from service.api.errors import ApiError
+from service.api.schemas import (
+    AliasMoveIn,
+    AliasOut,
+    ErrorOut,
+    LiveModelOut,
+    ModelOut,
+    ModelsOut,
+    VersionOut,
+)
+from service.inference.inspector import Inspector, ModelLoadError
+from service.store import IntegrityError, NotFoundError
 
 router = APIRouter(tags=["models"])
 
 
+def _live(services: Services) -> LiveModelOut | None:
+    live: Inspector | None = services.models.inspector
+    if live is None:
+        return None
+    return LiveModelOut(name=live.name, version=live.version, alias=services.models.alias)
+
+
 @router.get("/v1/models", response_model=ModelsOut)
-def list_models(services: ServicesDep) -> ModelsOut:
+def list_models(caller: ReaderDep, services: ServicesDep) -> ModelsOut:
     """Every model in the store with its versions and aliases, and the version served here."""
-    store, live = services.store, services.models.inspector
+    store = services.store
     return ModelsOut(
-        live=None
-        if live is None
-        else LiveModelOut(
-            name=live.name, version=live.version, alias=services.settings.model_alias
-        ),
+        live=_live(services),
         models=[
             ModelOut(
                 name=name,
@@ -30,4 +44,37 @@ def list_models(services: ServicesDep) -> ModelsOut:
             )
             for name in store.models()
         ],
+    )
+
+
+@router.post(
+    "/v1/admin/models/{name}/aliases/{alias}",
+    response_model=AliasOut,
+    responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)},
+)
+async def move_alias(
+    name: str, alias: str, move: AliasMoveIn, caller: AdminDep, services: ServicesDep
+) -> AliasOut:
+    """Point an alias at a version (promote, or roll back); the served alias swaps live.
+
+    The version is verified, loaded and warmed before the swap; one that fails is refused and
+    the live version stays: 409 ``version_integrity_failed`` (its files do not match their
+    hashes), 422 ``version_not_servable`` (it does not load or run).
+    """
+    try:
+        previous = await services.models.move_alias(name, alias, move.version)
+    except NotFoundError as error:
+        raise ApiError(404, "version_not_found", str(error)) from error
+    except IntegrityError as error:
+        raise ApiError(409, "version_integrity_failed", str(error)) from error
+    except ModelLoadError as error:
+        raise ApiError(422, "version_not_servable", str(error)) from error
+    except ValueError as error:  # the alias is not a valid name
+        raise ApiError(422, "invalid_alias", str(error)) from error
+    return AliasOut(
+        name=name,
+        alias=alias,
+        version=move.version,
+        previous_version=previous,
+        live=_live(services),
     )

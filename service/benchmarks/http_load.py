@@ -1,0 +1,152 @@
+"""The API as a separate process on loopback, and clients that post strips to it over HTTP.
+
+Clients use keep-alive ``http.client`` connections, one per client thread, so that what is
+measured is the service, not connection set-up or a heavy client library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class ClientRun:
+    """What one client saw: per-request wall latency (ms), server timings, failures."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    server_timings_ms: list[dict[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Server:
+    pid: int
+    port: int
+
+    def resident_mib(self, key: str = "VmRSS") -> float:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the server process, from /proc."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        match = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
+        if match is None:
+            raise RuntimeError(f"no {key} in /proc/{self.pid}/status")
+        return int(match.group(1)) / 1024.0
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used, all threads (from /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(
+    args: Sequence[str], env: Mapping[str, str], log: Path, ready_timeout_s: float = 300.0
+) -> Iterator[Server]:
+    """``python -m service serve`` on a free loopback port, until /readyz says ready."""
+    port = free_port()
+    command = [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [*command, *args], env={**os.environ, **env}, stdout=log_file, stderr=log_file
+        )
+        try:
+            server = Server(process.pid, port)
+            _wait_ready(server, process, ready_timeout_s, log)
+            yield server
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(
+    server: Server, process: subprocess.Popen[bytes], timeout: float, log: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}); see {log}")
+        with contextlib.suppress(OSError):
+            if server.get("/readyz")[0] == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the server was not ready within {timeout:.0f} s; see {log}")
+
+
+def post_strips(port: int, path: str, body: bytes, content_type: str, count: int) -> ClientRun:
+    """``count`` sequential POSTs of one body on one keep-alive connection."""
+    run = ClientRun()
+    connection = http.client.HTTPConnection(HOST, port, timeout=60)
+    headers = {"Content-Type": content_type}
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            try:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as error:
+                run.failures.append(f"{type(error).__name__}: {error}")
+                connection.close()
+                continue
+            run.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+            if response.status != 200:
+                run.failures.append(f"{response.status}: {payload[:200]!r}")
+            else:
+                run.server_timings_ms.append(json.loads(payload)["timings_ms"])
+    finally:
+        connection.close()
+    return run
+
+
+def concurrent_clients(
+    port: int, path: str, body: bytes, content_type: str, clients: int, per_client: int
+) -> tuple[float, list[ClientRun]]:
+    """``clients`` threads posting ``per_client`` strips each; returns (seconds, runs)."""
+    runs: list[ClientRun] = [ClientRun() for _ in range(clients)]
+    start_line = threading.Barrier(clients + 1)
+
+    def client(index: int) -> None:
+        start_line.wait()
+        runs[index] = post_strips(port, path, body, content_type, per_client)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start_line.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - start, runs

@@ -1,0 +1,109 @@
+"""What an admin asks a compression job for; building it only checks the values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from service.compression import METHOD_NAMES
+from service.inference.preprocess import STRIDE
+from service.store import Manifest
+
+MAX_FLOPS_REDUCTION = 0.95
+MAX_PRUNING_RATIO = 0.9
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_CROP = (256, 256)
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    """A compression job's settings.
+
+    Target: exactly one of ``flops_reduction`` (the fraction of the source's MACs to remove,
+    in (0, 0.95]; step k aims at k/steps of it) or ``pruning_ratio`` (the fraction of every
+    layer's channels to remove, in (0, 0.9]; step k removes k/steps of it).
+
+    ``max_dice_drop`` is in absolute Dice points: 1.0 point = 0.01 Dice. A step whose
+    validation Dice (the competition Dice, with the source's post-processing) lies more than
+    that below the source's ends the job, and the last step within it is published.
+
+    ``dataset``, ``crop`` and ``batch_size`` left as None come from the source version's
+    lineage settings (what it was trained or fine-tuned with), else from the defaults above.
+    """
+
+    model: str
+    ref: int | str = "production"
+    method: str = "fpgm"
+    flops_reduction: float | None = None
+    pruning_ratio: float | None = None
+    steps: int = 5
+    finetune_epochs_per_step: int = 2
+    max_dice_drop: float = 1.0
+    dataset: str | None = None
+    device: str = "auto"
+    distill: bool = False
+    distill_weight: float = 1.0
+    seed: int = 0
+    batch_size: int | None = None
+    crop: tuple[int, int] | None = None
+    lr: float = 1e-3
+    job_id: str | None = None
+    latency_repeats: int = 20
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def settings(self) -> dict[str, Any]:
+        """Plain JSON values, as lineage and the work folder record them."""
+        data = asdict(self)
+        data["crop"] = None if self.crop is None else list(self.crop)
+        return data
+
+    def resolved(self, source: Manifest) -> CompressionConfig:
+        """Dataset, crop and batch size filled in from the source version where not given."""
+        recorded = source.lineage.settings
+        dataset = self.dataset or recorded.get("dataset")
+        if not dataset:
+            raise ValueError(
+                f"{source.name} v{source.version} does not record its dataset: give one"
+            )
+        crop = self.crop or recorded.get("crop") or DEFAULT_CROP
+        batch_size = self.batch_size or recorded.get("batch_size") or DEFAULT_BATCH_SIZE
+        return replace(self, dataset=dataset, crop=tuple(crop), batch_size=int(batch_size))
+
+
+def _problems(config: CompressionConfig) -> list[str]:
+    problems = []
+    if config.method not in METHOD_NAMES:
+        problems.append(
+            f"unknown pruning method {config.method!r}; choose one of {', '.join(METHOD_NAMES)}"
+        )
+    targets = (config.flops_reduction, config.pruning_ratio)
+    if sum(target is not None for target in targets) != 1:
+        problems.append("give exactly one target: flops_reduction or pruning_ratio")
+    if config.flops_reduction is not None and not 0 < config.flops_reduction <= MAX_FLOPS_REDUCTION:
+        problems.append(
+            f"flops_reduction must be in (0, {MAX_FLOPS_REDUCTION}], got {config.flops_reduction}"
+        )
+    if config.pruning_ratio is not None and not 0 < config.pruning_ratio <= MAX_PRUNING_RATIO:
+        problems.append(
+            f"pruning_ratio must be in (0, {MAX_PRUNING_RATIO}], got {config.pruning_ratio}"
+        )
+    if config.steps < 1:
+        problems.append(f"steps must be at least 1, got {config.steps}")
+    if config.finetune_epochs_per_step < 0:
+        problems.append("finetune_epochs_per_step must not be negative")
+    if config.max_dice_drop < 0:
+        problems.append("max_dice_drop (Dice points) must not be negative")
+    if config.device not in DEVICES:
+        problems.append(f"unknown device {config.device!r}; choose one of {', '.join(DEVICES)}")
+    if config.batch_size is not None and config.batch_size < 1:
+        problems.append("batch_size must be at least 1")
+    if config.crop is not None and any(side <= 0 or side % STRIDE for side in config.crop):
+        problems.append(f"crop {config.crop} must be positive multiples of {STRIDE}")
+    if config.lr <= 0 or config.distill_weight < 0 or config.latency_repeats < 1:
+        problems.append("lr must be positive, distill_weight >= 0, latency_repeats >= 1")
+    return problems

@@ -1,0 +1,150 @@
+"""Dynamic micro-batching: concurrent requests' strips share one ONNX Runtime session run.
+
+Requests hand in preprocessed strips; a collector task on the event loop takes the oldest one
+and, while more are known to be on their way (announced, still decoding), waits for them until
+the batch is full (``max_batch``) or the oldest has waited ``max_wait_s``. The batch runs as one
+session call on the model's own inference thread, so the event loop is never blocked, and each
+request gets its own strip's logits back (a view into the batch output, not a copy).
+
+Waiting only for announced strips keeps a lone client from paying ``max_wait_s`` on every
+request, while concurrent clients still fill batches: a strip that arrives while a batch runs
+joins the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service import metrics
+
+RunBatch = Callable[[np.ndarray], np.ndarray]
+"""(N, C, H, W) float32 batch -> (N, classes, H, W) logits."""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One strip's share of a batch run."""
+
+    logits: np.ndarray
+    """(classes, H, W) logits of this strip."""
+    queue_ms: float
+    """From handing the strip in to the start of its batch's run."""
+    inference_ms: float
+    """The whole batch's run (stacking and the session call)."""
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    plane: np.ndarray
+    future: asyncio.Future[BatchResult]
+    since: float
+
+
+class Batcher:
+    """The queue of one live model version; see the module docstring."""
+
+    def __init__(
+        self, run: RunBatch, *, max_batch: int, max_wait_s: float, model: str, version: int
+    ) -> None:
+        if max_batch < 1 or max_wait_s < 0:
+            raise ValueError(
+                f"need max_batch >= 1 and max_wait_s >= 0, got {max_batch}, {max_wait_s}"
+            )
+        self.max_batch, self.max_wait_s = max_batch, max_wait_s
+        self._run = run
+        self._model, self._version = model, version
+        self._waiting: deque[_Waiting] = deque()
+        self._announced = 0
+        self._wake = asyncio.Event()
+        self._collector: asyncio.Task[None] | None = None
+        self._retired = False
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{model}-v{version}")
+
+    @contextlib.contextmanager
+    def announce(self) -> Iterator[None]:
+        """Declare a strip on its way (being decoded), so that a forming batch waits for it."""
+        self._announced += 1
+        try:
+            yield
+        finally:
+            self._announced -= 1
+            self._wake.set()
+
+    async def submit(self, plane: np.ndarray) -> BatchResult:
+        """Run one (C, H, W) float32 strip in the next batch and return its logits."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[BatchResult] = loop.create_future()
+        self._waiting.append(_Waiting(plane, future, time.perf_counter()))
+        metrics.set_queue_depth(self._model, self._version, len(self._waiting))
+        self._wake.set()
+        if self._collector is None or self._collector.done():
+            self._collector = loop.create_task(self._collect())
+        return await future
+
+    def retire(self) -> None:
+        """Stop collecting once the strips already handed in have run.
+
+        A request that took this version before it was replaced still gets served: a late
+        ``submit`` starts the collector again. The session and its thread go with the last
+        reference to the model version.
+        """
+        self._retired = True
+        self._wake.set()
+
+    async def _collect(self) -> None:
+        while True:
+            if not self._waiting:
+                if self._retired:
+                    metrics.set_queue_depth(self._model, self._version, None)
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._fill(deadline=self._waiting[0].since + self.max_wait_s)
+            batch = [
+                self._waiting.popleft() for _ in range(min(self.max_batch, len(self._waiting)))
+            ]
+            metrics.set_queue_depth(self._model, self._version, len(self._waiting))
+            live = [item for item in batch if not item.future.cancelled()]
+            if live:
+                await self._run_batch(live)
+
+    async def _fill(self, deadline: float) -> None:
+        """Wait for announced strips until the batch is full or the deadline has passed."""
+        while len(self._waiting) < self.max_batch and self._announced > 0:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), remaining)
+
+    async def _run_batch(self, batch: list[_Waiting]) -> None:
+        started = time.perf_counter()
+        planes = [item.plane for item in batch]
+        loop = asyncio.get_running_loop()
+        try:
+            logits = await loop.run_in_executor(self._thread, self._infer, planes)
+        except Exception as error:  # the session failed: every request of the batch hears why
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        seconds = time.perf_counter() - started
+        waits = [started - item.since for item in batch]
+        metrics.observe_batch(self._model, self._version, seconds, waits)
+        for index, (item, wait) in enumerate(zip(batch, waits, strict=True)):
+            if not item.future.done():
+                item.future.set_result(BatchResult(logits[index], wait * 1000.0, seconds * 1000.0))
+
+    def _infer(self, planes: list[np.ndarray]) -> np.ndarray:
+        batch = planes[0][np.newaxis] if len(planes) == 1 else np.stack(planes)
+        return self._run(batch)

@@ -1,0 +1,106 @@
+"""Batched serving with real models: warm-up of every batch size, strips of concurrent requests
+in one session run, and post-processing identical to what evaluation scores."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service import rle
+from service.inference.inspector import Inspector, ServingOptions
+from service.inference.postprocess import probabilities_to_masks, sigmoid
+from service.inference.runtime import OnnxSegmenter
+from service.store import ModelStore
+
+from .conftest import AppFactory
+from .strips import RAW, plain_strip, strip_with_block
+
+
+def test_every_batch_size_is_warmed_before_the_version_is_ready(
+    model_store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    run = OnnxSegmenter.__call__
+
+    def recording(self: OnnxSegmenter, batch: np.ndarray) -> np.ndarray:
+        sizes.append(len(batch))
+        return run(self, batch)
+
+    monkeypatch.setattr(OnnxSegmenter, "__call__", recording)
+    options = ServingOptions(max_batch=3, warmup_runs=2, threads=1)
+    inspector = Inspector.load(model_store, "probe", "production", options)
+    assert sizes == [1, 1, 2, 2, 3, 3]
+    assert inspector.warmed
+
+
+@pytest.mark.parametrize("source", ["unet", "random"])
+def test_defects_carry_exactly_the_evaluation_masks(model_store: ModelStore, source: str) -> None:
+    inspector = Inspector.load(model_store, "unet-tiny", "production", ServingOptions(max_batch=1))
+    rng = np.random.default_rng(0)
+    if source == "unet":
+        strip = rng.integers(0, 256, inspector.shape, dtype=np.uint8)
+        logits = inspector.segmenter(inspector.prepare(strip.tobytes(), RAW)[np.newaxis])[0]
+        # An untrained net is sure of nothing: centre its logits so that masks come out.
+        logits -= np.median(logits, axis=(1, 2), keepdims=True)
+    else:
+        logits = rng.normal(-0.5, 1.0, (4, *inspector.shape)).astype(np.float32)
+    probabilities = sigmoid(logits)
+    expected = probabilities_to_masks(probabilities, inspector.manifest.postprocess)
+    found = {d.class_id: d for d in inspector.find_defects(logits)}
+    assert found, "the test needs at least one defect"
+    for channel, rule in enumerate(
+        sorted(inspector.manifest.postprocess, key=lambda r: r.class_id)
+    ):
+        mask = expected[channel].astype(bool)
+        if not mask.any():
+            assert rule.class_id not in found
+            continue
+        defect = found[rule.class_id]
+        assert defect.area_px == int(mask.sum())
+        np.testing.assert_array_equal(rle.decode(defect.encoded_pixels, inspector.shape), mask)
+        assert defect.score == pytest.approx(float(probabilities[channel][mask].mean()), abs=1e-6)
+
+
+def _batch_totals(client: TestClient) -> tuple[float, float]:
+    text = client.get("/metrics").text
+    sums = re.findall(
+        r'^strip_inspection_batch_size_sum\{model="probe",version="1"\} (\S+)$', text, re.M
+    )
+    counts = re.findall(
+        r'^strip_inspection_batch_size_count\{model="probe",version="1"\} (\S+)$', text, re.M
+    )
+    return float(sums[0]) if sums else 0.0, float(counts[0]) if counts else 0.0
+
+
+@pytest.mark.parametrize(("max_batch", "runs"), [(8, 1), (2, 3)])
+def test_strips_of_one_request_share_session_runs(
+    running_app: AppFactory, sqlite_url: str, max_batch: int, runs: int
+) -> None:
+    # A long wait, so that strips still decoding are always waited for.
+    with running_app(sqlite_url, max_batch=max_batch, max_wait_ms=1000) as client:
+        before = _batch_totals(client)
+        files = [("image", (f"s{i}", strip_with_block().tobytes(), RAW)) for i in range(5)]
+        response = client.post("/v1/inspect/batch", params={"camera_id": "c"}, files=files)
+        assert response.status_code == 200, response.text
+        after = _batch_totals(client)
+        assert (after[0] - before[0], after[1] - before[1]) == (5, runs)
+
+
+def test_queue_and_batch_metrics_are_labelled_by_model_and_version(client: TestClient) -> None:
+    client.post(
+        "/v1/inspect",
+        params={"camera_id": "c"},
+        content=plain_strip().tobytes(),
+        headers={"content-type": RAW},
+    )
+    text = client.get("/metrics").text
+    for series in (
+        'strip_inspection_queue_depth{model="probe",version="1"}',
+        'strip_inspection_queue_wait_seconds_count{model="probe",version="1"}',
+        'strip_inspection_batch_size_bucket{le="1.0",model="probe",version="1"}',
+        'strip_inspection_inference_duration_seconds_count{model="probe",version="1"}',
+    ):
+        assert series in text, series

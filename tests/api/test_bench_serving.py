@@ -1,0 +1,44 @@
+"""``python -m service bench-serve``: the serving benchmark runs end to end on a tiny model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.benchmarks.serving import bench_serving
+from service.cli import build_parser, cmd_bench_serve
+from service.config import Settings
+from service.store import ModelStore
+
+
+def test_options() -> None:
+    args = build_parser().parse_args(
+        ["bench-serve", "--requests", "50", "--max-batch", "4", "--max-wait-ms", "1"]
+    )
+    assert (args.handler, args.requests, args.max_batch, args.max_wait_ms) == (
+        cmd_bench_serve,
+        50,
+        4,
+        1.0,
+    )
+
+
+def test_a_small_run_reports_latency_throughput_memory_and_ratios(
+    model_store: ModelStore, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        model_store=model_store.root,
+        model_name="probe",
+        data_root=tmp_path / "no-data",
+        max_batch=2,
+        onnx_threads=1,
+        warmup_runs=1,
+    )
+    summary = bench_serving(settings, requests=20, per_client=3, concurrency=(1, 2), raw_strips=4)
+    service = summary["service"]
+    assert service["failed_requests"] == 0  # type: ignore[index]
+    assert service["one_client"]["p50_ms"] > 0  # type: ignore[index]
+    assert set(service["throughput_per_s"]) == {1, 2}  # type: ignore[index]
+    assert service["resident_mib"]["ready"] > 10  # type: ignore[index]
+    assert set(summary["raw_session"]["throughput_per_s"]) == {1, 2}  # type: ignore[index]
+    assert {"p50_vs_raw_batch_1", "throughput_2_clients_vs_raw_best"} <= set(summary["ratios"])  # type: ignore[arg-type]

@@ -1,0 +1,197 @@
+"""POST /v1/admin/models/{name}/aliases/{alias}: promotion, rollback, refused versions, and not
+one failed request while the served alias moves back and forth under concurrent load."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from service.config import Settings
+from service.inference.inspector import ONNX_FILE
+from service.store import ManifestDraft, ModelStore
+
+from .conftest import AppFactory
+from .servers import serving
+from .strips import RAW, plain_strip, post_strip
+
+PROMOTE = "/v1/admin/models/probe/aliases/production"
+
+
+@pytest.fixture()
+def store(model_store: ModelStore, tmp_path: Path) -> ModelStore:
+    """A private copy of ``probe`` with v2 (the same net), v3 (tampered after publication) and
+    v4 (a file ONNX Runtime cannot read, hashed as published)."""
+    root = tmp_path / "store"
+    shutil.copytree(model_store.root / "probe", root / "probe")
+    store = ModelStore(root)
+    first = store.load("probe", 1)
+    draft = ManifestDraft(**first.manifest.model_dump(include=set(ManifestDraft.model_fields)))
+    for _ in range(2):
+        store.publish("probe", draft, {ONNX_FILE: first.file(ONNX_FILE)})
+    tampered = root / "probe" / "3" / ONNX_FILE
+    tampered.write_bytes(tampered.read_bytes() + b"\x00")
+    garbage = tmp_path / ONNX_FILE
+    garbage.write_bytes(b"not an ONNX model")
+    store.publish("probe", draft, {ONNX_FILE: garbage})
+    return store
+
+
+@pytest.fixture()
+def app(running_app: AppFactory, sqlite_url: str, store: ModelStore) -> TestClient:
+    with running_app(sqlite_url, model_store=store.root, max_batch=2) as client:
+        yield client  # type: ignore[misc]
+
+
+def _served_version(client: TestClient) -> int:
+    response = post_strip(client, plain_strip().tobytes(), RAW)
+    assert response.status_code == 200, response.text
+    return response.json()["model"]["version"]
+
+
+def _error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_promotion_swaps_the_live_version_and_rollback_is_the_same_call(
+    app: TestClient, store: ModelStore
+) -> None:
+    response = app.post(PROMOTE, json={"version": 2})
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "name": "probe",
+        "alias": "production",
+        "version": 2,
+        "previous_version": 1,
+        "live": {"name": "probe", "version": 2, "alias": "production"},
+    }
+    assert _served_version(app) == 2
+    assert store.aliases("probe")["production"] == 2
+    metrics = app.get("/metrics").text
+    assert 'strip_inspection_live_model_info{alias="production",model="probe",version="2"}' in (
+        metrics
+    )
+    assert 'live_model_info{alias="production",model="probe",version="1"}' not in metrics
+
+    back = app.post(PROMOTE, json={"version": 1})
+    assert back.json()["previous_version"] == 2 and back.json()["live"]["version"] == 1
+    assert _served_version(app) == 1
+    assert app.get("/readyz").status_code == 200
+
+
+def test_a_version_failing_its_hashes_is_refused_and_the_old_one_stays(
+    app: TestClient, store: ModelStore
+) -> None:
+    _error(app.post(PROMOTE, json={"version": 3}), 409, "version_integrity_failed")
+    assert store.aliases("probe")["production"] == 1
+    assert _served_version(app) == 1
+
+
+def test_a_version_that_does_not_load_is_refused_and_the_old_one_stays(
+    app: TestClient, store: ModelStore
+) -> None:
+    response = app.post(PROMOTE, json={"version": 4})
+    _error(response, 422, "version_not_servable")
+    assert "ONNX Runtime" in response.json()["error"]["message"]
+    assert store.aliases("probe")["production"] == 1
+    assert _served_version(app) == 1
+
+
+def test_moving_the_served_alias_to_the_live_version_reloads_nothing(app: TestClient) -> None:
+    slot = app.app.state.services.models  # type: ignore[attr-defined]
+    live = slot.inspector
+    response = app.post(PROMOTE, json={"version": 1})
+    assert response.status_code == 200 and response.json()["previous_version"] == 1
+    assert slot.inspector is live
+
+
+def test_unknown_models_and_versions_are_404(app: TestClient) -> None:
+    _error(app.post(PROMOTE, json={"version": 99}), 404, "version_not_found")
+    _error(
+        app.post("/v1/admin/models/nothing/aliases/production", json={"version": 1}),
+        404,
+        "version_not_found",
+    )
+
+
+@pytest.mark.parametrize("body", [{"version": 0}, {"version": "two"}, {}, None])
+def test_a_bad_body_is_422(app: TestClient, body: object) -> None:
+    response = app.post(PROMOTE, json=body)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] in ("invalid_parameter", "missing_parameter")
+
+
+def test_another_alias_moves_without_touching_the_live_version(
+    app: TestClient, store: ModelStore
+) -> None:
+    moved = app.post("/v1/admin/models/probe/aliases/candidate", json={"version": 2})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["previous_version"] is None and moved.json()["live"]["version"] == 1
+    assert store.aliases("probe") == {"candidate": 2, "production": 1}
+    _error(
+        app.post("/v1/admin/models/probe/aliases/candidate", json={"version": 3}),
+        409,
+        "version_integrity_failed",
+    )
+    _error(
+        app.post("/v1/admin/models/probe/aliases/Not-An-Alias!", json={"version": 2}),
+        422,
+        "invalid_alias",
+    )
+    assert _served_version(app) == 1
+
+
+def test_no_request_fails_while_promoting_under_concurrent_load(
+    store: ModelStore, tmp_path: Path
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        model_store=store.root,
+        model_name="probe",
+        database_url=f"sqlite:///{tmp_path / 'load.db'}",
+        spool_dir=tmp_path / "spool",
+        warmup_runs=1,
+        onnx_threads=1,
+        max_batch=4,
+    )
+    body = plain_strip().tobytes()
+    outcomes: Counter[tuple[int, int | None]] = Counter()
+    stop = threading.Event()
+
+    def gateway(base: str, index: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            while not stop.is_set():
+                response = client.post(
+                    "/v1/inspect",
+                    params={"camera_id": f"load-{index}"},
+                    content=body,
+                    headers={"content-type": RAW},
+                )
+                version = response.json()["model"]["version"] if response.is_success else None
+                outcomes[response.status_code, version] += 1
+
+    with serving(settings) as base:
+        gateways = [threading.Thread(target=gateway, args=(base, i)) for i in range(4)]
+        for thread in gateways:
+            thread.start()
+        try:
+            with httpx.Client(base_url=base, timeout=60) as admin:
+                for version in (2, 1, 2, 1, 2, 1):
+                    time.sleep(0.15)
+                    moved = admin.post(PROMOTE, json={"version": version})
+                    assert moved.status_code == 200, moved.text
+            time.sleep(0.15)
+        finally:
+            stop.set()
+            for thread in gateways:
+                thread.join(timeout=30)
+    assert {status for status, _ in outcomes} == {200}, outcomes
+    assert {version for _, version in outcomes} == {1, 2}
+    assert sum(outcomes.values()) > 50
