@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import get_args
 
 from service.architectures import ENCODER_NAMES, FAMILY_NAMES
+from service.compression import METHOD_NAMES
+from service.compression.config import DEVICES, CompressionConfig
 from service.config import Role, get_settings
 from service.store import StoreError
 
@@ -173,6 +175,58 @@ def cmd_bench_neu(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compression_config(args: argparse.Namespace) -> CompressionConfig:
+    return CompressionConfig(
+        model=args.model,
+        ref=args.ref,
+        method=args.method,
+        flops_reduction=None if args.pruning_ratio is not None else args.flops_reduction,
+        pruning_ratio=args.pruning_ratio,
+        steps=args.steps,
+        finetune_epochs_per_step=args.finetune_epochs,
+        max_dice_drop=args.max_dice_drop,
+        dataset=args.dataset,
+        device=args.device,
+        distill=args.distill,
+        seed=args.seed,
+        batch_size=args.batch,
+        crop=args.crop,
+        lr=args.lr,
+        job_id=args.job_id,
+        latency_repeats=args.latency_repeats,
+    )
+
+
+def _print_event(event: dict[str, object]) -> None:
+    print(json.dumps(event), file=sys.stderr, flush=True)
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from service.compression.pipeline import CompressionError, run_compression
+    from service.store import ModelStore
+
+    try:
+        result = run_compression(
+            _compression_config(args),
+            ModelStore(args.store),
+            work_dir=args.work_dir,
+            progress=None if args.quiet else _print_event,
+        )
+    except CompressionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    _print_json(result.to_json())
+    return 0
+
+
+def cmd_bench_compress(args: argparse.Namespace) -> int:
+    from service.benchmarks.compression import bench_compress
+
+    config = _compression_config(args)
+    _print_json(bench_compress(args.out, args.store, config, progress=not args.quiet))
+    return 0
+
+
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     from service.benchmarks.serving import bench_serving
 
@@ -250,6 +304,57 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
         return sub
+
+    def compression_options(
+        sub: argparse.ArgumentParser, flops_reduction: float | None = None, distill: bool = False
+    ) -> None:
+        defaults = CompressionConfig
+        sub.add_argument("--ref", default=defaults.ref, help="source version number or alias")
+        sub.add_argument(
+            "--method", default=defaults.method, choices=METHOD_NAMES, help="pruning criterion"
+        )
+        target = sub.add_mutually_exclusive_group(required=flops_reduction is None)
+        target.add_argument(
+            "--flops-reduction",
+            type=float,
+            default=flops_reduction,
+            help="fraction of the MACs to remove, (0, 0.95]",
+        )
+        target.add_argument(
+            "--pruning-ratio", type=float, help="fraction of every layer's channels to remove"
+        )
+        sub.add_argument("--steps", type=int, default=defaults.steps, help="pruning steps")
+        sub.add_argument(
+            "--finetune-epochs",
+            type=int,
+            default=defaults.finetune_epochs_per_step,
+            help="fine-tuning epochs after each step",
+        )
+        sub.add_argument(
+            "--max-dice-drop",
+            type=float,
+            default=defaults.max_dice_drop,
+            help="allowed validation Dice drop in points (1.0 = 0.01 Dice)",
+        )
+        sub.add_argument("--dataset", default=None, help="dataset (default: the source's)")
+        sub.add_argument("--device", default=defaults.device, choices=DEVICES, help="device")
+        sub.add_argument(
+            "--distill",
+            action=argparse.BooleanOptionalAction,
+            default=distill,
+            help="distil from the source model while fine-tuning",
+        )
+        sub.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+        sub.add_argument("--batch", type=int, default=None, help="batch (default: the source's)")
+        sub.add_argument("--crop", type=_size, default=None, help="crop HxW (default: source's)")
+        sub.add_argument("--lr", type=float, default=defaults.lr, help="fine-tuning peak lr")
+        sub.add_argument("--job-id", default=None, help="job id recorded in the lineage")
+        sub.add_argument(
+            "--latency-repeats",
+            type=int,
+            default=defaults.latency_repeats,
+            help="timed ONNX Runtime runs per model",
+        )
 
     def store_option(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -342,6 +447,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--epochs", type=int, default=15, help="epochs")
     sub.add_argument("--width", type=float, default=0.25, help="width multiplier")
     sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
+
+    sub = command("compress", cmd_compress, "prune, fine-tune and publish a version (candidate)")
+    sub.add_argument("--model", default=settings.model_name, help="model name")
+    sub.add_argument("--work-dir", type=Path, required=True, help="job folder (resumable)")
+    compression_options(sub)
+    store_option(sub)
+
+    sub = command(
+        "bench-compress", cmd_bench_compress, "FPGM vs random, L1, tp FPGM on the NEU baseline"
+    )
+    sub.add_argument("--model", default="neu-unet", help="model published by bench-neu")
+    sub.add_argument("--out", type=Path, default=Path("var/bench-compress"), help="work folder")
+    sub.add_argument(
+        "--store", type=Path, default=Path("var/bench-neu/store"), help="bench-neu's store"
+    )
+    compression_options(sub, flops_reduction=0.8, distill=True)
+
     sub = command("migrate", cmd_migrate, "create or upgrade the results database (Alembic)")
     sub.add_argument(
         "--database-url", default=settings.database_url, help="SQLAlchemy URL (env DATABASE_URL)"

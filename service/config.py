@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(
         default=0, ge=0, description="intra-op threads of the session; 0 = one per core"
     )
+    onnx_spinning: bool = Field(
+        default=False,
+        description="let the session's threads busy-wait between runs: a little lower latency "
+        "on an idle dedicated machine, much CPU lost where the cores are shared",
+    )
     warmup_runs: int = Field(
         default=2, ge=1, description="runs of every batch size through the model before it is ready"
     )

@@ -7,7 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from service.inference.postprocess import LogitCut, probabilities_to_masks, sigmoid
+from service.inference.postprocess import (
+    LogitCut,
+    mean_probability,
+    probabilities_to_masks,
+    sigmoid,
+)
 from service.store.manifest import ClassPostprocess
 
 THRESHOLDS = [0.5, 0.3, 0.05, 0.9, 0.999, 1e-6, 0.71, 0.123456789]
@@ -92,3 +97,12 @@ def test_logit_space_is_much_cheaper_than_a_sigmoid_over_the_strip() -> None:
     fast = best_of(lambda: cut.mask(logits))
     slow = best_of(lambda: sigmoid(logits) > cut.threshold)
     assert fast * 5 < slow, (fast, slow)
+
+
+def test_mean_probability_is_the_mean_sigmoid() -> None:
+    logits = np.random.default_rng(2).normal(0.0, 6.0, 100_000).astype(np.float32)
+    logits[:3] = (-1000.0, 1000.0, 0.0)
+    expected = float(sigmoid(logits).astype(np.float64).mean())
+    assert mean_probability(logits) == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError):
+        mean_probability(logits[:0])

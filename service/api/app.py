@@ -79,6 +79,7 @@ def serving_options(settings: Settings) -> ServingOptions:
     return ServingOptions(
         providers=settings.onnx_providers,
         threads=settings.onnx_threads or None,
+        spinning=settings.onnx_spinning,
         max_batch=settings.max_batch,
         max_wait_ms=settings.max_wait_ms,
         warmup_runs=settings.warmup_runs,

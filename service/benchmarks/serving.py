@@ -79,6 +79,7 @@ def bench_serving(
             "max_batch": settings.max_batch,
             "max_wait_ms": settings.max_wait_ms,
             "onnx_threads": settings.onnx_threads or os.cpu_count(),
+            "onnx_spinning": settings.onnx_spinning,
             "onnx_providers": list(settings.onnx_providers),
             "body": f"grey PNG {spec.width}x{spec.height}, {len(body)} bytes",
         },
@@ -102,7 +103,9 @@ def _raw_session(
     model_path: Path, plane: np.ndarray, settings: Settings, strips: int
 ) -> dict[str, object]:
     """Session time per strip at batch 1 and strips per second at every batch size."""
-    session = OnnxSegmenter(model_path, settings.onnx_providers, settings.onnx_threads or None)
+    session = OnnxSegmenter(
+        model_path, settings.onnx_providers, settings.onnx_threads or None, settings.onnx_spinning
+    )
     batch_1: list[float] = []
     throughput: dict[int, float] = {}
     cpu_ms: dict[int, float] = {}
@@ -138,6 +141,7 @@ def _service(
             "MAX_BATCH": str(settings.max_batch),
             "MAX_WAIT_MS": str(settings.max_wait_ms),
             "ONNX_THREADS": str(settings.onnx_threads),
+            "ONNX_SPINNING": json.dumps(settings.onnx_spinning),
             "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
             "API_KEYS": "[]",  # open, which serve allows on loopback only
         }

@@ -2,9 +2,10 @@
 criterion, fine-tune and evaluate after every step, keep the last step within the allowed Dice
 drop, then check it and publish it as a new version with the alias ``candidate``.
 
-Every completed step is saved in the work folder (see ``state``); run again with the same work
-folder, a job resumes after its last completed step, and a job that already published returns
-that version instead of publishing twice.
+Every completed step is saved in the work folder (see ``state``). Run again with the same work
+folder, a job resumes after its last completed step; a job that already published (recorded
+in the work folder, or found in the store by its job id and settings) returns that version
+instead of publishing twice.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from service.compression.config import CompressionConfig
 from service.compression.finetune import distillation_objective, finetune
 from service.compression.importance import make_importance
 from service.compression.pruning import prune_channels, prune_to_macs, search_macs
-from service.compression.publish import publish_candidate
+from service.compression.publish import CANDIDATE_ALIAS, publish_candidate
 from service.compression.report import REPORT_JSON, REPORT_PNG, write_report
 from service.compression.state import (
     JOB_FILE,
@@ -99,7 +101,9 @@ class _Watch:
             self.progress({"event": event, "steps": self.steps, **blank, **fields})
 
     def watched(self, predictor: Predictor) -> Predictor:
-        def predict(batch):
+        """``predictor``, checking for cancellation before every batch."""
+
+        def predict(batch: np.ndarray) -> np.ndarray:
             self.check()
             return predictor(batch)
 
@@ -181,15 +185,14 @@ def run_compression(
     records = _run_steps(job)
     kept = next((r["step"] for r in reversed(records) if r["within_drop"]), None)
     if kept is None:
-        write_report(job.work_dir, job.config, job.manifest, job.baseline, records, None, None)
+        write_report(work_dir, job.config, job.manifest, job.baseline, records, None, None)
         raise CompressionError(
             f"step 1 already lost {records[0]['dice_drop_points']:.2f} Dice points, more than "
             f"the {job.config.max_dice_drop} allowed: nothing to publish"
         )
     job.watch.check()
-    model = load_step_model(work_dir, kept).to(job.device)
-    published = publish_candidate(
-        model,
+    published = _published_by(store, job.config) or publish_candidate(
+        load_step_model(work_dir, kept).to(job.device),
         source=job.source,
         source_manifest=job.manifest,
         store=store,
@@ -199,10 +202,24 @@ def run_compression(
         guard=job.watch.watched,
         baseline=job.baseline,
     )
+    store.set_alias(config.model, CANDIDATE_ALIAS, published.version)
     write_report(work_dir, job.config, job.manifest, job.baseline, records, kept, published)
     write_json(work_dir / RESULT_FILE, {"version": published.version})
     job.watch.emit("published", step=kept, version=published.version, **_sizes(published))
     return _finished_result(store, config.model, work_dir, published.version)
+
+
+def _published_by(store: ModelStore, config: CompressionConfig) -> Manifest | None:
+    """The version this very job (same job id and settings) already published, if any: a
+    worker that died between publishing and recording it must not publish twice."""
+    if config.job_id is None:
+        return None
+    for version in reversed(store.versions(config.model)):
+        manifest = store.manifest(config.model, version)
+        lineage = manifest.lineage
+        if lineage.job_id == config.job_id and lineage.settings == config.settings():
+            return manifest
+    return None
 
 
 def _requested(config: CompressionConfig) -> dict[str, Any]:
@@ -279,7 +296,6 @@ def _run_steps(job: _Job) -> list[dict[str, Any]]:
         job.watch.check()
         started = time.perf_counter()
         seed = config.seed * 1000 + step
-        torch.manual_seed(seed)
         if config.flops_reduction is not None:
             target = source_search_macs * (1 - config.flops_reduction * step / config.steps)
             model, ratio = prune_to_macs(model, importance, target, seed)

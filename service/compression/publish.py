@@ -1,6 +1,6 @@
 """Check the kept step and publish it: tune post-processing on validation, score it and the
 source on the held-out split, export ONNX with parity on real validation images, time both
-ONNX models side by side, and write the version with lineage and the alias ``candidate``."""
+ONNX models side by side, and write the version with its metrics and lineage."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def publish_candidate(
     guard: Callable[[Predictor], Predictor],
     baseline: dict[str, int | float],
 ) -> Manifest:
-    """Publish ``model`` (the kept step) as the next version of the source's model.
+    """Publish ``model`` (the kept step) as the next version of the source's model; the caller
+    points the alias ``candidate`` at it.
 
     ``guard`` wraps every torch predictor (the job checks for cancellation per batch);
     ``baseline`` holds the source's ``params`` and ``macs``.
@@ -119,8 +120,6 @@ def publish_candidate(
             settings=config.settings(),
         ),
     )
-    manifest = store.publish(
+    return store.publish(
         source_manifest.name, draft, {WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path}
     )
-    store.set_alias(source_manifest.name, CANDIDATE_ALIAS, manifest.version)
-    return manifest

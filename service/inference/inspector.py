@@ -20,7 +20,7 @@ import numpy as np
 from service import rle
 from service.inference.batcher import Batcher
 from service.inference.decode import decode_strip
-from service.inference.postprocess import LogitCut, sigmoid
+from service.inference.postprocess import LogitCut, mean_probability
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter
 from service.metrics import set_live_model
@@ -45,6 +45,8 @@ class ServingOptions:
     providers: Sequence[str] = DEFAULT_PROVIDERS
     threads: int | None = None
     """Intra-op threads of the session; None: one per core."""
+    spinning: bool = False
+    """Whether the session's threads busy-wait between runs (see ``OnnxSegmenter``)."""
     max_batch: int = 8
     max_wait_ms: float = 2.0
     warmup_runs: int = 2
@@ -97,7 +99,7 @@ class Inspector:
         self._cuts = [LogitCut.of(rule) for rule in self._rules]
         try:
             self.segmenter = OnnxSegmenter(
-                version.file(ONNX_FILE), options.providers, options.threads
+                version.file(ONNX_FILE), options.providers, options.threads, options.spinning
             )
         except Exception as error:  # ONNX Runtime raises its own types for unreadable models
             raise ModelLoadError(
@@ -181,7 +183,7 @@ class Inspector:
                     class_name=self._class_names[rule.class_id],
                     encoded_pixels=rle.encode(mask),
                     area_px=area,
-                    score=float(sigmoid(class_logits[mask]).mean()),
+                    score=mean_probability(class_logits[mask]),
                     bbox=(int(columns[0]), int(rows[0]), int(columns[-1]), int(rows[-1])),
                 )
             )

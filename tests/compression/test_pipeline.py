@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ pytest.importorskip("torch_pruning")
 
 from PIL import Image  # noqa: E402
 
+from service.cli import main  # noqa: E402
 from service.compression.config import CompressionConfig  # noqa: E402
 from service.compression.pipeline import (  # noqa: E402
     CompressionCancelled,
@@ -157,6 +159,10 @@ def test_a_killed_then_cancelled_job_resumes_after_its_last_completed_step(
     assert result.report["kept_step"] == 2
     assert store.aliases(SOURCE_MODEL)["candidate"] == result.version == 2
 
+    (work_dir / "result.json").unlink()  # as if the worker died right after publishing
+    assert run_compression(config, store, work_dir=work_dir).version == result.version
+    assert store.versions(SOURCE_MODEL) == [1, 2]
+
 
 @pytest.mark.parametrize(
     ("changes", "message"),
@@ -195,3 +201,36 @@ def test_a_work_folder_refuses_another_jobs_settings(finished, synthetic_root: P
     _, store, _, work_dir = finished
     with pytest.raises(ValueError, match="another job"):
         run_compression(tiny_job(synthetic_root, seed=1), store, work_dir=work_dir)
+
+
+def test_the_cli_prints_the_result_of_a_finished_job(
+    finished, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result, store, _, work_dir = finished
+    # The same settings as the fixture's job: the CLI finds it finished and prints its result.
+    code = main(
+        [
+            "compress", "--quiet", "--model", SOURCE_MODEL, "--store", str(store.root),
+            "--work-dir", str(work_dir), "--method", "fpgm", "--flops-reduction", "0.5",
+            "--steps", "2", "--finetune-epochs", "1", "--max-dice-drop", "100",
+            "--dataset", str(synthetic_root), "--device", "cpu", "--distill", "--batch", "4",
+            "--crop", "128x256", "--job-id", "job-1", "--latency-repeats", "2",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["version"] == result.version
+    assert printed["metrics"]["macs"] == result.manifest.metrics.macs
+
+
+def test_the_cli_refuses_a_target_out_of_range(
+    source_store: ModelStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "compress", "--model", SOURCE_MODEL, "--store", str(source_store.root),
+            "--work-dir", str(tmp_path / "work"), "--flops-reduction", "0.99",
+        ]
+    )  # fmt: skip
+    assert code == 2
+    assert "flops_reduction must be in (0, 0.95]" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from service.nets import Architecture, build_model, record_layer_shapes  # noqa:
 
 def tiny_unet() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(Architecture("unet", "resnet18", 1, 4, 0.25)).eval()
+    return build_model(Architecture("unet", "resnet18", 1, 4, 0.125)).eval()
 
 
 def test_pruning_to_a_macs_budget_lands_just_under_it() -> None:
