@@ -240,7 +240,11 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
             "onnx_threads": args.threads,
         }
     )
-    _print_json(bench_serving(settings, requests=args.requests, per_client=args.per_client))
+    _print_json(
+        bench_serving(
+            settings, requests=args.requests, per_client=args.per_client, body_format=args.body
+        )
+    )
     return 0
 
 
@@ -428,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--alias", default=settings.model_alias, help="alias (env MODEL_ALIAS)")
     sub.add_argument("--requests", type=int, default=200, help="one client's timed requests")
     sub.add_argument("--per-client", type=int, default=48, help="requests per concurrent client")
+    sub.add_argument(
+        "--body", default="png", choices=("png", "raw"), help="grey PNG, or the raw 8-bit buffer"
+    )
     sub.add_argument(
         "--max-batch", type=int, default=settings.max_batch, help="batcher size (env MAX_BATCH)"
     )

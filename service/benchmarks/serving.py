@@ -1,19 +1,20 @@
 """Serving benchmark: the raw ONNX Runtime session against the service end to end over HTTP.
 
-Same machine, same run, same model version and session settings. First the raw session in this
-process: time per strip at batch 1, and the best throughput over batch sizes 1..MAX_BATCH. Then
-the service as its own process (uvicorn on 127.0.0.1, a fresh SQLite database, the batcher as
-configured): one client's latency percentiles, and throughput with 1, 4 and 8 concurrent
-clients, each posting a grey PNG strip as a camera gateway does. Goals: one client's p50 within
-1.15x the raw session, 8 clients' throughput at least 0.9x the raw session's best.
+Same machine, same run, same model version and session settings: the raw session in this
+process (time per strip at batch 1; strips per second at every batch size 1..MAX_BATCH) and the
+service as its own process (uvicorn on 127.0.0.1, a fresh SQLite database, the batcher as
+configured; one client's latency percentiles; throughput with 1, 4 and 8 concurrent clients,
+each posting a grey PNG strip as a camera gateway does, or its raw buffer). Goals: one client's
+p50 within 1.15x the raw session, 8 clients' throughput at least 0.9x the raw session's best.
 
-CPU time per strip (every thread of the process) is reported beside the wall times: on a
-machine shared with other work, wall times follow the neighbours' load, CPU time far less.
+The two sides are measured in alternating rounds, so that a machine whose other work comes and
+goes loads both alike; CPU time per strip (every thread of the process) is reported beside the
+wall times, as it follows the neighbours' load far less.
 """
 
 from __future__ import annotations
 
-import gc
+import contextlib
 import io
 import json
 import os
@@ -22,15 +23,22 @@ import re
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from service.benchmarks.http_load import Server, concurrent_clients, post_strips, serving
+from service.benchmarks.http_load import (
+    Server,
+    concurrent_clients,
+    post_strips,
+    serving,
+)
 from service.config import Settings
 from service.db.migrate import upgrade
+from service.inference.decode import RAW_MEDIA_TYPE
 from service.inference.inspector import ONNX_FILE
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import OnnxSegmenter
@@ -38,7 +46,8 @@ from service.store import ModelStore
 
 GOAL_P50_RATIO = 1.15
 GOAL_THROUGHPUT_RATIO = 0.9
-PNG = "image/png"
+BODIES = ("png", "raw")
+INSPECT = "/v1/inspect?camera_id=bench"
 
 
 def bench_serving(
@@ -48,20 +57,53 @@ def bench_serving(
     per_client: int = 48,
     concurrency: Sequence[int] = (1, 4, 8),
     raw_strips: int = 40,
+    rounds: int = 4,
+    body_format: str = "png",
 ) -> dict[str, object]:
-    """Run both halves and return the summary (see the module docstring)."""
-    store = ModelStore(settings.model_store)
-    version = store.load(settings.model_name, settings.model_alias)
+    """Measure both sides, interleaved in ``rounds``, and return the summary.
+
+    ``body_format``: ``png`` (a grey PNG, as gateways usually send) or ``raw`` (the 8-bit
+    buffer as ``application/octet-stream``: no decoding).
+    """
+    version = ModelStore(settings.model_store).load(settings.model_name, settings.model_alias)
     spec = version.manifest.input
     strip = _strip(settings.data_root, (spec.height, spec.width))
-    body = _png(strip)
-    raw = _raw_session(version.file(ONNX_FILE), prepare_batch([strip], spec), settings, raw_strips)
-    gc.collect()  # the raw session's memory goes before the service starts
-    service = _service(settings, body, requests, per_client, concurrency)
-    best = max(raw["throughput_per_s"].values())
+    body = _body(strip, body_format)
+    raw = _RawSession(version.file(ONNX_FILE), prepare_batch([strip], spec), settings)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp,
+        _server(settings, tmp) as server,
+    ):
+        ready_mib = server.resident_mib()
+        post_strips(server.port, INSPECT, body.data, body.kind, 5)  # sets up the threads
+        raw_1, one, timings = _Tally(), _Tally(), []
+        for _ in range(rounds):
+            raw_1.add(raw.timed(1, max(1, raw_strips // rounds)))
+            one.add(_one_client(server, body, max(1, requests // rounds), timings))
+        raw_n = {size: _Tally() for size in range(1, settings.max_batch + 1)}
+        served = {clients: _Tally() for clients in concurrency}
+        for _ in range(rounds):
+            for size, tally in raw_n.items():
+                tally.add(raw.timed(size, max(2, -(-raw_strips // (rounds * size)))))
+            for clients, tally in served.items():
+                tally.add(_clients(server, body, clients, max(1, per_client // rounds)))
+        memory = {
+            "ready": ready_mib,
+            "after_load": server.resident_mib(),
+            "peak": server.resident_mib("VmHWM"),
+        }
+    raw_rates = {size: tally.rate() for size, tally in raw_n.items()}
+    service_rates = {clients: tally.rate() for clients, tally in served.items()}
     top = max(concurrency)
-    p50_ratio = service["one_client"]["p50_ms"] / raw["batch_1_p50_ms"]
-    throughput_ratio = service["throughput_per_s"][top] / best
+    ratios = {
+        "p50_vs_raw_batch_1": round(statistics.median(one.seconds) / raw_1.median(), 3),
+        f"throughput_{top}_clients_vs_raw_best": round(
+            service_rates[top] / max(raw_rates.values()), 3
+        ),
+        "cpu_per_request_one_client_vs_raw_batch_1": round(
+            one.cpu_per_item() / raw_1.cpu_per_item(), 3
+        ),
+    }
     return {
         "model": {
             "name": version.manifest.name,
@@ -74,6 +116,7 @@ def bench_serving(
             "cpus": os.cpu_count(),
             "cpu": _cpu_name(),
             "python": platform.python_version(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         },
         "settings": {
             "max_batch": settings.max_batch,
@@ -81,110 +124,162 @@ def bench_serving(
             "onnx_threads": settings.onnx_threads or os.cpu_count(),
             "onnx_spinning": settings.onnx_spinning,
             "onnx_providers": list(settings.onnx_providers),
-            "body": f"grey PNG {spec.width}x{spec.height}, {len(body)} bytes",
+            "body": f"{body.kind}, grey {spec.width}x{spec.height}, {len(body.data)} bytes",
+            "rounds": rounds,
         },
-        "raw_session": raw,
-        "service": service,
-        "ratios": {
-            "p50_vs_raw_batch_1": round(p50_ratio, 3),
+        "raw_session": {
+            "batch_1_p50_ms": round(raw_1.median() * 1000.0, 2),
+            "batch_1_mean_ms": round(statistics.fmean(raw_1.seconds) * 1000.0, 2),
+            "throughput_per_s": raw_rates,
+            "best_batch": max(raw_rates, key=raw_rates.__getitem__),
+            "cpu_ms_per_strip": {1: raw_1.cpu_ms()} | {s: t.cpu_ms() for s, t in raw_n.items()},
+        },
+        "service": {
+            "one_client": {"requests": one.items, **_percentiles(one.seconds)},
+            "one_client_server_timings_p50_ms": {
+                name: round(statistics.median(t[name] for t in timings), 2) for name in timings[0]
+            },
+            "throughput_per_s": service_rates,
+            "mean_batch_size": {c: t.mean_batch() for c, t in served.items()},
+            "cpu_ms_per_request": {"one_client": one.cpu_ms()}
+            | {f"{c}_clients": t.cpu_ms() for c, t in served.items()},
+            "failed_requests": len(one.failures) + sum(len(t.failures) for t in served.values()),
+            "resident_mib": {name: round(mib, 1) for name, mib in memory.items()},
+        },
+        "ratios": ratios
+        | {
             "p50_goal": GOAL_P50_RATIO,
-            "p50_met": p50_ratio <= GOAL_P50_RATIO,
-            f"throughput_{top}_clients_vs_raw_best": round(throughput_ratio, 3),
+            "p50_met": ratios["p50_vs_raw_batch_1"] <= GOAL_P50_RATIO,
             "throughput_goal": GOAL_THROUGHPUT_RATIO,
-            "throughput_met": throughput_ratio >= GOAL_THROUGHPUT_RATIO,
-            "cpu_per_request_one_client_vs_raw_batch_1": round(
-                service["cpu_ms_per_request"]["one_client"] / raw["cpu_ms_per_strip"][1], 3
-            ),
+            "throughput_met": ratios[f"throughput_{top}_clients_vs_raw_best"]
+            >= GOAL_THROUGHPUT_RATIO,
         },
     }
 
 
-def _raw_session(
-    model_path: Path, plane: np.ndarray, settings: Settings, strips: int
-) -> dict[str, object]:
-    """Session time per strip at batch 1 and strips per second at every batch size."""
-    session = OnnxSegmenter(
-        model_path, settings.onnx_providers, settings.onnx_threads or None, settings.onnx_spinning
+@dataclass
+class _Run:
+    """One timed block: the wall seconds of each timed unit, items done, CPU seconds used."""
+
+    seconds: list[float]
+    items: int
+    cpu_s: float
+    failures: list[str] = field(default_factory=list)
+    batched: tuple[float, float] = (0.0, 0.0)
+    """(strips, session runs) the server's batcher saw during the block."""
+
+
+@dataclass
+class _Tally:
+    """Blocks of one kind, summed over the rounds."""
+
+    seconds: list[float] = field(default_factory=list)
+    items: int = 0
+    cpu_s: float = 0.0
+    failures: list[str] = field(default_factory=list)
+    batched: tuple[float, float] = (0.0, 0.0)
+
+    def add(self, run: _Run) -> None:
+        self.seconds += run.seconds
+        self.items += run.items
+        self.cpu_s += run.cpu_s
+        self.failures += run.failures
+        self.batched = (self.batched[0] + run.batched[0], self.batched[1] + run.batched[1])
+
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def rate(self) -> float:
+        return round(self.items / sum(self.seconds), 2)
+
+    def cpu_per_item(self) -> float:
+        return self.cpu_s / self.items
+
+    def cpu_ms(self) -> float:
+        return round(self.cpu_per_item() * 1000.0, 2)
+
+    def mean_batch(self) -> float:
+        strips, runs = self.batched
+        return round(strips / runs, 2) if runs else 0.0
+
+
+def _one_client(
+    server: Server, body: _Body, requests: int, timings: list[dict[str, float]]
+) -> _Run:
+    """Sequential requests; their latencies (as seconds) and the server's CPU."""
+    cpu_start = server.cpu_seconds()
+    run = post_strips(server.port, INSPECT, body.data, body.kind, requests)
+    timings += run.server_timings_ms
+    seconds = [ms / 1000.0 for ms in run.latencies_ms]
+    return _Run(seconds, len(seconds), server.cpu_seconds() - cpu_start, run.failures)
+
+
+def _clients(server: Server, body: _Body, clients: int, per_client: int) -> _Run:
+    """Concurrent clients; the block's wall time, the server's CPU and batching."""
+    before = _batch_totals(server)  # scraped outside the CPU window: it is not serving work
+    cpu_start = server.cpu_seconds()
+    seconds, runs = concurrent_clients(
+        server.port, INSPECT, body.data, body.kind, clients, per_client
     )
-    batch_1: list[float] = []
-    throughput: dict[int, float] = {}
-    cpu_ms: dict[int, float] = {}
-    for size in range(1, settings.max_batch + 1):
-        batch = np.repeat(plane, size, axis=0)
-        for _ in range(2):  # warm-up, as the service does for every size
-            session(batch)
-        runs = max(3, strips // size)
-        cpu_start = time.process_time()
-        times = [_seconds(session, batch) for _ in range(runs)]
-        cpu_ms[size] = round((time.process_time() - cpu_start) * 1000.0 / (runs * size), 2)
-        if size == 1:
-            batch_1 = times
-        throughput[size] = round(size / statistics.median(times), 2)
-    return {
-        "batch_1_p50_ms": round(statistics.median(batch_1) * 1000.0, 2),
-        "batch_1_mean_ms": round(statistics.fmean(batch_1) * 1000.0, 2),
-        "throughput_per_s": throughput,
-        "best_batch": max(throughput, key=throughput.__getitem__),
-        "cpu_ms_per_strip": cpu_ms,
-    }
+    cpu_s = server.cpu_seconds() - cpu_start
+    after = _batch_totals(server)
+    return _Run(
+        [seconds],
+        sum(len(run.latencies_ms) for run in runs),
+        cpu_s,
+        [failure for run in runs for failure in run.failures],
+        (after[0] - before[0], after[1] - before[1]),
+    )
 
 
-def _service(
-    settings: Settings, body: bytes, requests: int, per_client: int, concurrency: Sequence[int]
-) -> dict[str, object]:
-    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        database = f"sqlite:///{Path(tmp) / 'inspections.db'}"
-        upgrade(database)
-        env = {
-            "DATABASE_URL": database,
-            "SPOOL_DIR": str(Path(tmp) / "spool"),
-            "MAX_BATCH": str(settings.max_batch),
-            "MAX_WAIT_MS": str(settings.max_wait_ms),
-            "ONNX_THREADS": str(settings.onnx_threads),
-            "ONNX_SPINNING": json.dumps(settings.onnx_spinning),
-            "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
-            "API_KEYS": "[]",  # open, which serve allows on loopback only
+class _RawSession:
+    """The version's ONNX Runtime session with the service's settings, warmed at every size."""
+
+    def __init__(self, model_path: Path, plane: np.ndarray, settings: Settings) -> None:
+        self.session = OnnxSegmenter(
+            model_path,
+            settings.onnx_providers,
+            settings.onnx_threads or None,
+            settings.onnx_spinning,
+        )
+        self.batches = {
+            size: np.repeat(plane, size, axis=0) for size in range(1, settings.max_batch + 1)
         }
-        args = ["--store", str(settings.model_store), "--model", settings.model_name]
-        args += ["--alias", settings.model_alias, "--log-level", "warning"]
-        with serving(args, env, Path(tmp) / "server.log") as server:
-            ready_mib = server.resident_mib()
-            post_strips(server.port, "/v1/inspect?camera_id=bench", body, PNG, 5)  # warm HTTP
-            cpu_start = server.cpu_seconds()
-            one = post_strips(server.port, "/v1/inspect?camera_id=bench", body, PNG, requests)
-            cpu_ms = {"one_client": _per_request_ms(server.cpu_seconds() - cpu_start, requests)}
-            throughput, batches, failures = {}, {}, len(one.failures)
-            for clients in concurrency:
-                before, cpu_start = _batch_totals(server), server.cpu_seconds()
-                seconds, runs = concurrent_clients(
-                    server.port, "/v1/inspect?camera_id=bench", body, PNG, clients, per_client
-                )
-                done = sum(len(run.latencies_ms) for run in runs)
-                throughput[clients] = round(done / seconds, 2)
-                batches[clients] = _mean_batch(before, _batch_totals(server))
-                cpu_ms[f"{clients}_clients"] = _per_request_ms(
-                    server.cpu_seconds() - cpu_start, done
-                )
-                failures += sum(len(run.failures) for run in runs)
-            peak_mib = server.resident_mib("VmHWM")
-            end_mib = server.resident_mib()
-    return {
-        "one_client": {"requests": requests, **_percentiles(one.latencies_ms)},
-        "one_client_server_timings_p50_ms": {
-            name: round(statistics.median(t[name] for t in one.server_timings_ms), 2)
-            for name in one.server_timings_ms[0]
-        },
-        "throughput_per_s": throughput,
-        "mean_batch_size": batches,
-        "cpu_ms_per_request": cpu_ms,
-        "requests_per_client": per_client,
-        "failed_requests": failures,
-        "resident_mib": {
-            "ready": round(ready_mib, 1),
-            "after_load": round(end_mib, 1),
-            "peak": round(peak_mib, 1),
-        },
+        for batch in self.batches.values():
+            for _ in range(settings.warmup_runs):
+                self.session(batch)
+
+    def timed(self, size: int, runs: int) -> _Run:
+        """``runs`` session calls on a batch of ``size`` strips, each timed."""
+        batch, seconds = self.batches[size], []
+        cpu_start = time.process_time()
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.session(batch)
+            seconds.append(time.perf_counter() - start)
+        return _Run(seconds, runs * size, time.process_time() - cpu_start)
+
+
+@contextlib.contextmanager
+def _server(settings: Settings, tmp: str) -> Iterator[Server]:
+    """The API on a fresh SQLite database, open (no keys: loopback only), as configured."""
+    database = f"sqlite:///{Path(tmp) / 'inspections.db'}"
+    upgrade(database)
+    env = {
+        "DATABASE_URL": database,
+        "SPOOL_DIR": str(Path(tmp) / "spool"),
+        "MAX_BATCH": str(settings.max_batch),
+        "MAX_WAIT_MS": str(settings.max_wait_ms),
+        "WARMUP_RUNS": str(settings.warmup_runs),
+        "ONNX_THREADS": str(settings.onnx_threads),
+        "ONNX_SPINNING": json.dumps(settings.onnx_spinning),
+        "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
+        "API_KEYS": "[]",
     }
+    args = ["--store", str(settings.model_store), "--model", settings.model_name]
+    args += ["--alias", settings.model_alias, "--log-level", "warning"]
+    with serving(args, env, Path(tmp) / "server.log") as server:
+        yield server
 
 
 def _batch_totals(server: Server) -> tuple[float, float]:
@@ -200,29 +295,14 @@ def _batch_totals(server: Server) -> tuple[float, float]:
     return total, count
 
 
-def _per_request_ms(cpu_seconds: float, requests: int) -> float:
-    return round(cpu_seconds * 1000.0 / max(requests, 1), 2)
-
-
-def _mean_batch(before: tuple[float, float], after: tuple[float, float]) -> float:
-    runs = after[1] - before[1]
-    return round((after[0] - before[0]) / runs, 2) if runs else 0.0
-
-
-def _percentiles(latencies_ms: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
     return {
-        "p50_ms": round(statistics.median(latencies_ms), 2),
-        "p95_ms": round(cuts[94], 2),
-        "p99_ms": round(cuts[98], 2),
-        "mean_ms": round(statistics.fmean(latencies_ms), 2),
+        "p50_ms": round(statistics.median(seconds) * 1000.0, 2),
+        "p95_ms": round(cuts[94] * 1000.0, 2),
+        "p99_ms": round(cuts[98] * 1000.0, 2),
+        "mean_ms": round(statistics.fmean(seconds) * 1000.0, 2),
     }
-
-
-def _seconds(session: OnnxSegmenter, batch: np.ndarray) -> float:
-    start = time.perf_counter()
-    session(batch)
-    return time.perf_counter() - start
 
 
 def _strip(data_root: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -236,10 +316,20 @@ def _strip(data_root: Path, shape: tuple[int, int]) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
 
 
-def _png(strip: np.ndarray) -> bytes:
+@dataclass(frozen=True)
+class _Body:
+    kind: str
+    data: bytes
+
+
+def _body(strip: np.ndarray, body_format: str) -> _Body:
+    if body_format == "raw":
+        return _Body(RAW_MEDIA_TYPE, strip.tobytes())
+    if body_format != "png":
+        raise ValueError(f"body format {body_format!r}: choose one of {', '.join(BODIES)}")
     buffer = io.BytesIO()
     Image.fromarray(strip).save(buffer, "PNG")
-    return buffer.getvalue()
+    return _Body("image/png", buffer.getvalue())
 
 
 def _cpu_name() -> str:

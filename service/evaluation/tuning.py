@@ -14,7 +14,7 @@ import numpy as np
 from service.evaluation.metrics import pair_dice
 from service.store.manifest import ClassPostprocess
 
-DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.3 + 0.05 * k, 2) for k in range(11))
+DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.1 + 0.05 * k, 2) for k in range(17))
 
 
 def min_area_candidates(height: int, width: int) -> tuple[int, ...]:

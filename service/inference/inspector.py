@@ -145,8 +145,13 @@ class Inspector:
         plane = prepare_batch([np.zeros(self.shape, dtype=np.uint8)], self.manifest.input)[0]
         for size in range(1, self.options.max_batch + 1):
             batch = np.repeat(plane[np.newaxis], size, axis=0)
-            for _ in range(self.options.warmup_runs):
-                logits = self.segmenter(batch)
+            try:
+                for _ in range(self.options.warmup_runs):
+                    logits = self.segmenter(batch)
+            except Exception as error:  # e.g. an input the manifest describes wrongly
+                raise ModelLoadError(
+                    f"{self.name} v{self.version}: a blank batch of {size} fails: {error}"
+                ) from error
             expected = (size, len(self._rules), *plane.shape[1:])
             if logits.shape != expected:
                 raise ModelLoadError(

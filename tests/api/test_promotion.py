@@ -26,8 +26,9 @@ PROMOTE = "/v1/admin/models/probe/aliases/production"
 
 @pytest.fixture()
 def store(model_store: ModelStore, tmp_path: Path) -> ModelStore:
-    """A private copy of ``probe`` with v2 (the same net), v3 (tampered after publication) and
-    v4 (a file ONNX Runtime cannot read, hashed as published)."""
+    """A private copy of ``probe`` with v2 (the same net), v3 (tampered after publication), v4
+    (a file ONNX Runtime cannot read, hashed as published) and v5 (a manifest that says three
+    input channels for a net that takes one)."""
     root = tmp_path / "store"
     shutil.copytree(model_store.root / "probe", root / "probe")
     store = ModelStore(root)
@@ -40,6 +41,10 @@ def store(model_store: ModelStore, tmp_path: Path) -> ModelStore:
     garbage = tmp_path / ONNX_FILE
     garbage.write_bytes(b"not an ONNX model")
     store.publish("probe", draft, {ONNX_FILE: garbage})
+    wrong_input = draft.input.model_copy(update={"channels": 3})
+    store.publish(
+        "probe", draft.model_copy(update={"input": wrong_input}), {ONNX_FILE: first.file(ONNX_FILE)}
+    )
     return store
 
 
@@ -94,12 +99,13 @@ def test_a_version_failing_its_hashes_is_refused_and_the_old_one_stays(
     assert _served_version(app) == 1
 
 
-def test_a_version_that_does_not_load_is_refused_and_the_old_one_stays(
-    app: TestClient, store: ModelStore
+@pytest.mark.parametrize(("version", "why"), [(4, "ONNX Runtime cannot load"), (5, "fails")])
+def test_a_version_that_does_not_load_or_run_is_refused_and_the_old_one_stays(
+    app: TestClient, store: ModelStore, version: int, why: str
 ) -> None:
-    response = app.post(PROMOTE, json={"version": 4})
+    response = app.post(PROMOTE, json={"version": version})
     _error(response, 422, "version_not_servable")
-    assert "ONNX Runtime" in response.json()["error"]["message"]
+    assert why in response.json()["error"]["message"]
     assert store.aliases("probe")["production"] == 1
     assert _served_version(app) == 1
 
