@@ -17,6 +17,7 @@ from service.architectures import ENCODER_NAMES, FAMILY_NAMES
 from service.compression import METHOD_NAMES
 from service.compression.config import DEVICES, CompressionConfig
 from service.config import Role, get_settings
+from service.data.catalog import SPLITS
 from service.store import StoreError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -405,7 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", default=settings.model_name, help="model name")
     sub.add_argument("--ref", default=settings.model_alias, help="version number or alias")
     sub.add_argument("--dataset", default=None, help="dataset (default: the one it was trained on)")
-    sub.add_argument("--split", default=None, choices=("train", "val", "test"), help="split")
+    sub.add_argument(
+        "--split",
+        default=None,
+        choices=SPLITS,
+        help="split (all: every image of a Severstal-format folder)",
+    )
     store_option(sub)
 
     sub = command("models", cmd_models, "list models, versions, metrics and aliases")

@@ -2,7 +2,8 @@
 (a Severstal-format folder with train.csv and train_images/, e.g. synthetic strips).
 
 Severstal-format folders have no test split: train and val come from a deterministic split
-by image id (20% val).
+by image id (20% val); ``all`` is every image (for a folder held out as a whole, e.g. synthetic
+strips made with another seed).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from service.data.base import SegmentationDataset, split_image_ids
 from service.data.neu import NeuSegDataset, default_neu_root
 from service.data.severstal import SeverstalDataset
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "all")
 SEVERSTAL_VAL_FRACTION = 0.2
 
 
@@ -34,7 +35,11 @@ def open_dataset(spec: str, split: str) -> SegmentationDataset:
         raise ValueError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     kind, root = parse_dataset_spec(spec)
     if kind == "neu":
+        if split == "all":
+            raise ValueError("NEU-Seg has fixed splits: choose train, val or test")
         return NeuSegDataset(root, split)
+    if split == "all":
+        return SeverstalDataset(root)
     if split == "test":
         raise ValueError(f"{root} is a Severstal-format folder: it has train and val splits only")
     train_ids, val_ids = split_image_ids(

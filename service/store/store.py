@@ -121,6 +121,7 @@ class ModelStore:
         model_dir = self.root / name
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+        staging.chmod(0o755)  # mkdtemp makes it private; a published version is world-readable
         try:
             hashes = {}
             for file_name, source in sorted(files.items()):
