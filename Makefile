@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test lint bench bench-neu baseline clean
 
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml Makefile
 	# torch first, pinned: the local CPU wheel. An unpinned torch would pull the CUDA build.
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION)
 	$(PY) -m pip install --quiet -e '.[worker,dev]'
+	# The /ui browser test drives Debian's chromium through playwright (a dev dependency);
+	# never `playwright install`, which downloads a browser.
+	command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	touch $(STAMP)
 
 # Migrate the SQLite database under var/ and serve the shipped model on 127.0.0.1:8000

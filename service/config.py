@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["inspect", "read", "admin"]
+KeepImages = Literal["all", "defects", "none"]
 """What an API key may do: ``inspect`` (gateways), ``read`` (QA), ``admin`` (everything)."""
 
 
@@ -74,6 +75,19 @@ class Settings(BaseSettings):
     )
     spool_replay_interval_s: float = Field(
         default=2.0, gt=0, description="how often the spool is replayed while it holds results"
+    )
+
+    keep_images: KeepImages = Field(
+        default="all",
+        description="which received strips are kept for overlays and review datasets: all, "
+        "only those with defects, or none",
+    )
+    image_dir: Path = Field(default=Path("var/images"), description="where kept strips go")
+    image_max_age_days: float = Field(
+        default=7.0, gt=0, description="kept strips older than this are deleted"
+    )
+    image_max_bytes: int = Field(
+        default=20 * 1024**3, gt=0, description="the oldest kept strips go beyond this total"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -13,9 +14,20 @@ from service.api.deps import Services
 from service.api.errors import install_error_handlers
 from service.api.middleware import RequestMetrics
 from service.api.request_log import RequestLog
-from service.api.routes import health, inspect, inspections, models
+from service.api.routes import (
+    defects,
+    export,
+    health,
+    inspect,
+    inspections,
+    models,
+    overlay,
+    reviews,
+    ui,
+)
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
+from service.images import ImageArchive
 from service.inference.inspector import ModelSlot, ServingOptions
 from service.spool import ResultRecorder, Spool
 from service.spool.records import key_of
@@ -46,6 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             Spool(settings.spool_dir, key_of),
             replay_interval_s=settings.spool_replay_interval_s,
         ),
+        images=ImageArchive(
+            settings.image_dir,
+            keep=settings.keep_images,
+            max_age=timedelta(days=settings.image_max_age_days),
+            max_bytes=settings.image_max_bytes,
+        ),
     )
     app = FastAPI(
         title="Strip inspection",
@@ -57,8 +75,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestMetrics)
     app.add_middleware(RequestLog)
-    for module in (inspect, inspections, models, health):
+    # export before inspections: /v1/inspections/export.csv is not an inspection id.
+    for module in (inspect, export, inspections, overlay, reviews, defects, models, health, ui):
         app.include_router(module.router)
+    app.mount("/ui/static", ui.assets, name="ui-static")
     return app
 
 
@@ -66,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
     await run_in_threadpool(services.results.start)
+    if services.images.policy != "none":
+        await run_in_threadpool(services.images.open)
     await run_in_threadpool(services.models.load)
     try:
         yield

@@ -15,9 +15,11 @@ from service.api.body import Upload, read_upload
 from service.api.errors import ApiError
 from service.api.schemas import FrameQuery
 from service.config import ApiKey, Role, Settings
+from service.images import ImageArchive
 from service.inference.inspector import Inspector, ModelSlot
 from service.spool import ResultRecorder
 from service.store import ModelStore
+from service.store.store import StoreError
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class Services:
     models: ModelSlot
     keys: KeyRing
     results: ResultRecorder
+    images: ImageArchive
+
+    def classes_of(self, name: str, version: int) -> dict[int, str]:
+        """The defect classes (id -> name) of a model version, else of the live model, else
+        none (a version removed from the store while no model is loaded)."""
+        try:
+            return {spec.id: spec.name for spec in self.store.manifest(name, version).classes}
+        except StoreError:
+            inspector = self.models.inspector
+            return {} if inspector is None else {c.id: c.name for c in inspector.manifest.classes}
 
 
 def get_services(request: Request) -> Services:
@@ -78,6 +90,13 @@ ResultsDep = Annotated[ResultRecorder, Depends(get_results)]
 """Where new results go: the database, or the spool while the database cannot take them."""
 
 
+def get_images(services: ServicesDep) -> ImageArchive:
+    return services.images
+
+
+ImagesDep = Annotated[ImageArchive, Depends(get_images)]
+
+
 def get_model(services: ServicesDep) -> Inspector:
     """The live model; 503 while none is loaded."""
     inspector = services.models.inspector
@@ -94,4 +113,15 @@ async def get_upload(request: Request, services: ServicesDep) -> Upload:
 
 
 UploadDep = Annotated[Upload, Depends(get_upload)]
+
+
+def get_classes(services: ServicesDep) -> dict[int, str] | None:
+    """The live model's defect classes (id -> name); None while no model is loaded."""
+    inspector = services.models.inspector
+    if inspector is None:
+        return None
+    return {spec.id: spec.name for spec in inspector.manifest.classes}
+
+
+ClassesDep = Annotated[dict[int, str] | None, Depends(get_classes)]
 FrameDep = Annotated[FrameQuery, Query()]

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db import InvalidCursor
+from service.db.reviews import ReviewRejected
 from service.inference.decode import (
     EmptyBody,
     ImageRejected,
@@ -81,6 +82,11 @@ async def _invalid_cursor(_: Request, error: Exception) -> JSONResponse:
     return error_response(422, "invalid_cursor", str(error))
 
 
+async def _review_rejected(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ReviewRejected)
+    return error_response(422, error.code, str(error))
+
+
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     first = error.errors()[0]
@@ -88,6 +94,8 @@ async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     name = ".".join(str(part) for part in path) or where
     if first.get("type") == "missing":
         return error_response(422, "missing_parameter", f"{where} parameter {name!r} is required")
+    if first.get("type") == "extra_forbidden":
+        return error_response(422, "unknown_parameter", f"unknown {where} parameter {name!r}")
     message = f"{where} parameter {name!r}: {first.get('msg', 'invalid value')}"
     return error_response(422, "invalid_parameter", message)
 
@@ -121,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(ImageRejected, _image_rejected)
     app.add_exception_handler(InvalidCursor, _invalid_cursor)
+    app.add_exception_handler(ReviewRejected, _review_rejected)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)

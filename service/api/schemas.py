@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-from service.db.models import ID_LENGTH, Inspection
+from service.db.export import InspectionRecord
+from service.db.models import ID_LENGTH, Inspection, Review
 from service.store import Manifest
 
 # Printable text only: Postgres refuses NUL in text, and ids end up in logs and CSV exports.
@@ -17,25 +25,26 @@ Id = Field(default=None, min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)
 FrameId = Annotated[str, StringConstraints(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)]
 
 
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC time; a time sent without an offset is taken as UTC."""
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as error:  # e.g. 9999-12-31T23:00-05:00 is past datetime.max
+        raise ValueError("the time is out of range once converted to UTC") from error
+
+
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+
+
 class StripSource(BaseModel):
     """Where strips come from, sent as query parameters with the images."""
 
     camera_id: str = Field(min_length=1, max_length=ID_LENGTH, pattern=ID_PATTERN)
     line_id: str | None = Id
     coil_id: str | None = Id
-    captured_at: datetime | None = Field(
+    captured_at: UtcTime | None = Field(
         default=None, description="ISO 8601; without an offset it is taken as UTC"
     )
-
-    @field_validator("captured_at")
-    @classmethod
-    def _as_utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        try:
-            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        except OverflowError as error:  # e.g. 9999-12-31T23:00-05:00 is past datetime.max
-            raise ValueError("the time is out of range once converted to UTC") from error
 
 
 class FrameQuery(StripSource):
@@ -89,7 +98,7 @@ class InspectionOut(BaseModel):
     defects: list[DefectOut]
 
     @classmethod
-    def fields_of(cls, row: Inspection) -> dict[str, Any]:
+    def fields_of(cls, row: Inspection | InspectionRecord) -> dict[str, Any]:
         return {
             "inspection_id": row.id,
             "camera_id": row.camera_id,
@@ -114,7 +123,7 @@ class InspectionOut(BaseModel):
         }
 
     @classmethod
-    def from_row(cls, row: Inspection) -> InspectionOut:
+    def from_row(cls, row: Inspection | InspectionRecord) -> InspectionOut:
         return cls(**cls.fields_of(row))
 
 
@@ -194,3 +203,73 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+class ClassBucketOut(BaseModel):
+    start: datetime = Field(description="start of the UTC hour or day")
+    group: str | None = Field(description="the line or camera, when grouped")
+    class_id: int
+    class_name: str
+    defects: int = Field(description="inspections with a defect of this class")
+    area_px: int = Field(description="their defect pixels, summed")
+
+
+class InspectionBucketOut(BaseModel):
+    start: datetime
+    group: str | None
+    inspections: int
+    with_defect: int
+
+
+class SummaryOut(BaseModel):
+    bucket: str
+    group_by: str | None
+    since: datetime
+    until: datetime
+    classes: list[ClassBucketOut]
+    inspections: list[InspectionBucketOut]
+
+
+class VerdictIn(BaseModel):
+    class_id: int = Field(ge=1)
+    verdict: Literal["confirmed", "false_positive"]
+
+
+class MissedIn(BaseModel):
+    class_id: int = Field(ge=1)
+    encoded_pixels: str = Field(min_length=1, max_length=2_000_000, description="RLE")
+
+
+class ReviewIn(BaseModel):
+    """A verdict for every predicted defect, and the defects the model missed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defects: list[VerdictIn] = Field(default_factory=list, max_length=64)
+    missed: list[MissedIn] = Field(default_factory=list, max_length=64)
+
+    @model_validator(mode="after")
+    def _one_per_class(self) -> ReviewIn:
+        for name in ("defects", "missed"):
+            ids = [item.class_id for item in getattr(self, name)]
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"{name}: one entry per class")
+        return self
+
+
+class ReviewOut(ReviewIn):
+    review_id: int
+    inspection_id: uuid.UUID
+    reviewer: str
+    reviewed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Review) -> ReviewOut:
+        return cls(
+            review_id=row.id,
+            inspection_id=row.inspection_id,
+            reviewer=row.reviewer,
+            reviewed_at=row.reviewed_at,
+            defects=[VerdictIn(class_id=int(k), verdict=v) for k, v in row.verdicts.items()],
+            missed=[MissedIn(class_id=int(k), encoded_pixels=v) for k, v in row.missed.items()],
+        )

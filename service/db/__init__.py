@@ -1,6 +1,7 @@
 """The results database: ORM models, engine/session factory, data access, migrations."""
 
 from service.db.engine import make_engine, make_session_factory, ping
+from service.db.filters import InspectionFilter
 from service.db.inspections import (
     InspectionPage,
     InvalidCursor,
@@ -16,6 +17,7 @@ __all__ = [
     "Base",
     "Defect",
     "Inspection",
+    "InspectionFilter",
     "InspectionPage",
     "InvalidCursor",
     "find_inspection",

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.db.filters import InspectionFilter
 from service.db.models import Defect, Inspection
 
 
@@ -135,15 +136,22 @@ def get_inspection(session: Session, *, inspection_id: uuid.UUID) -> Inspection 
     return session.get(Inspection, inspection_id)
 
 
-def list_inspections(session: Session, *, limit: int, cursor: str | None = None) -> InspectionPage:
-    """Newest first by (received_at, id); ``cursor`` continues after a previous page.
+def list_inspections(
+    session: Session,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    where: InspectionFilter | None = None,
+) -> InspectionPage:
+    """Newest first by (received_at, id), filtered; ``cursor`` continues after a previous page.
 
     Keyset pagination: each page costs one index range scan however deep it is, and rows
-    recorded while paging neither repeat nor shift later pages.
+    recorded while paging neither repeat nor shift later pages (every row that existed when
+    paging began is returned exactly once).
     """
     if limit < 1:
         raise ValueError(f"limit must be positive, got {limit}")
-    query = select(Inspection).order_by(Inspection.received_at.desc(), Inspection.id.desc())
+    query = newest_first(where or InspectionFilter())
     if cursor is not None:
         received_at, last_id = decode_cursor(cursor)
         query = query.where(
@@ -155,6 +163,15 @@ def list_inspections(session: Session, *, limit: int, cursor: str | None = None)
     rows = list(session.scalars(query.limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return InspectionPage(items=rows[:limit], next_cursor=next_cursor)
+
+
+def newest_first(where: InspectionFilter) -> Select[tuple[Inspection]]:
+    """The filtered inspections in listing order (newest first, then by id)."""
+    return (
+        select(Inspection)
+        .where(*where.conditions())
+        .order_by(Inspection.received_at.desc(), Inspection.id.desc())
+    )
 
 
 def encode_cursor(row: Inspection) -> str:

@@ -71,8 +71,11 @@ class Inspection(Base):
     __table_args__ = (
         UniqueConstraint("camera_id", "frame_id"),
         Index("ix_inspections_received_at_id", "received_at", "id"),
-        Index("ix_inspections_camera_id_received_at", "camera_id", "received_at"),
-        Index("ix_inspections_line_id_received_at", "line_id", "received_at"),
+        # Each filter column leads an index ending in the listing order, so a filtered page is
+        # one range scan with no sort (see migrations/versions/0002).
+        Index("ix_inspections_camera_id_received_at_id", "camera_id", "received_at", "id"),
+        Index("ix_inspections_line_id_received_at_id", "line_id", "received_at", "id"),
+        Index("ix_inspections_coil_id_received_at_id", "coil_id", "received_at", "id"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -102,7 +105,8 @@ class Defect(Base):
 
     __tablename__ = "defects"
     __table_args__ = (
-        Index("ix_defects_inspection_id", "inspection_id"),
+        # Covers the class / area filters and the summaries' join without reading the masks.
+        Index("ix_defects_inspection_id_class_id_area_px", "inspection_id", "class_id", "area_px"),
         Index("ix_defects_class_id", "class_id"),
     )
 
@@ -126,3 +130,25 @@ class Defect(Base):
     @property
     def bbox(self) -> tuple[int, int, int, int]:
         return (self.bbox_x_min, self.bbox_y_min, self.bbox_x_max, self.bbox_y_max)
+
+
+class Review(Base):
+    """A QA person's verdict on one inspection: each predicted defect confirmed or a false
+    positive, and the defects the model missed. Reviews are never edited; the newest counts."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        Index("ix_reviews_inspection_id_id", "inspection_id", "id"),
+        Index("ix_reviews_reviewed_at", "reviewed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    inspection_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("inspections.id", ondelete="CASCADE")
+    )
+    reviewer: Mapped[str] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    verdicts: Mapped[dict[str, str]] = mapped_column(JSON)
+    """Class id (as text: JSON keys) -> ``confirmed`` or ``false_positive``."""
+    missed: Mapped[dict[str, str]] = mapped_column(JSON)
+    """Class id (as text) -> RLE of the defect the model did not report."""

@@ -94,7 +94,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def running_app(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> AppFactory:
     """Run the real app (lifespan included) over a migrated database; settings overridable.
 
-    Each run gets its own spool folder unless ``spool_dir`` is given.
+    Each run gets its own spool and image folders unless ``spool_dir`` / ``image_dir`` are given.
     """
 
     @contextmanager
@@ -106,6 +106,7 @@ def running_app(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactor
             "warmup_runs": 1,
             "onnx_threads": 1,
             "spool_dir": tmp_path_factory.mktemp("spool"),
+            "image_dir": tmp_path_factory.mktemp("images"),
             "spool_replay_interval_s": 0.05,
         }
         settings = Settings(_env_file=None, database_url=database_url, **{**values, **overrides})

@@ -46,6 +46,8 @@ def _required_role(method: str, path: str) -> Role:
     if path == "/v1/inspect" or path.startswith("/v1/inspect/"):
         assert method == "POST", f"{method} {path}: decide its role"
         return "inspect"
+    if path.endswith("/review"):  # QA reviews what it reads
+        return "read"
     assert method in ("GET", "HEAD"), f"{method} {path}: decide its role"
     return "read"
 

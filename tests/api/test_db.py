@@ -69,8 +69,9 @@ def test_migrations_create_exactly_the_models(engine: Engine) -> None:
     indexes = {index["name"] for index in inspect(engine).get_indexes("inspections")}
     assert {
         "ix_inspections_received_at_id",
-        "ix_inspections_camera_id_received_at",
-        "ix_inspections_line_id_received_at",
+        "ix_inspections_camera_id_received_at_id",
+        "ix_inspections_line_id_received_at_id",
+        "ix_inspections_coil_id_received_at_id",
     } <= indexes
     assert "ix_defects_class_id" in {i["name"] for i in inspect(engine).get_indexes("defects")}
 

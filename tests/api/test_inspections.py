@@ -55,7 +55,7 @@ def test_empty_history(empty_db: TestClient) -> None:
         ({"cursor": "not-a-cursor"}, "invalid_cursor"),
         ({"cursor": "bm90fGh4"}, "invalid_cursor"),
         ({"limit": 0}, "invalid_parameter"),
-        ({"limit": 501}, "invalid_parameter"),
+        ({"limit": 1001}, "invalid_parameter"),
         ({"limit": "many"}, "invalid_parameter"),
     ],
 )

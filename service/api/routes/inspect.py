@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
@@ -12,7 +13,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body import Image, Uploads, read_uploads
-from service.api.deps import FrameDep, InspectorDep, ModelDep, ResultsDep, ServicesDep, UploadDep
+from service.api.deps import (
+    FrameDep,
+    ImagesDep,
+    InspectorDep,
+    ModelDep,
+    ResultsDep,
+    ServicesDep,
+    UploadDep,
+)
 from service.api.errors import IMAGE_STATUS, ApiError
 from service.api.request_log import annotate
 from service.api.schemas import (
@@ -25,6 +34,7 @@ from service.api.schemas import (
     InspectResponse,
 )
 from service.db import Inspection, new_inspection
+from service.images import ImageArchive
 from service.inference.decode import MEDIA_TYPES, ImageRejected
 from service.inference.inspector import Inspector
 from service.metrics import observe_inspection
@@ -69,12 +79,14 @@ async def inspect_strip(
     upload: UploadDep,
     model: ModelDep,
     results: ResultsDep,
+    archive: ImagesDep,
     request: Request,
     response: Response,
 ) -> InspectResponse:
     """Inspect one strip; a (camera_id, frame_id) seen before returns the stored result."""
     image = Image(upload.content_type, upload.data)
-    row, replay = await _inspect(model, results, frame, image, upload.started, upload.received_at)
+    keeper = _Keeper(results, archive)
+    row, replay = await _inspect(model, keeper, frame, image, upload.started, upload.received_at)
     if replay:
         response.headers[REPLAY_HEADER] = "true"
     model_ref = {"name": row.model_name, "version": row.model_version}
@@ -91,6 +103,7 @@ async def inspect_batch(
     uploads: UploadsDep,
     model: ModelDep,
     results: ResultsDep,
+    archive: ImagesDep,
     request: Request,
 ) -> BatchOut:
     """Inspect several strips of one camera: one result per ``image`` part, in order.
@@ -112,10 +125,11 @@ async def inspect_batch(
             "in the order of the parts, or none",
         )
     common = source.model_dump(exclude={"frame_id"})
+    keeper = _Keeper(results, archive)
     items = await asyncio.gather(
         *(
             _batch_item(
-                index, model, results, FrameQuery(**common, frame_id=frame_id), image, uploads
+                index, model, keeper, FrameQuery(**common, frame_id=frame_id), image, uploads
             )
             for index, (image, frame_id) in enumerate(zip(images, frame_ids, strict=True))
         )
@@ -127,14 +141,14 @@ async def inspect_batch(
 async def _batch_item(
     index: int,
     model: Inspector,
-    results: ResultRecorder,
+    keeper: _Keeper,
     frame: FrameQuery,
     image: Image,
     uploads: Uploads,
 ) -> BatchItemOut:
     try:
         row, replay = await _inspect(
-            model, results, frame, image, uploads.started, uploads.received_at
+            model, keeper, frame, image, uploads.started, uploads.received_at
         )
     except ImageRejected as error:
         detail = ErrorDetail(code=error.code, message=str(error))
@@ -144,9 +158,30 @@ async def _batch_item(
     )
 
 
+@dataclass(frozen=True)
+class _Keeper:
+    """Where a new result goes: the results (database or spool), then its strip to the archive,
+    both in one worker thread after the inference."""
+
+    results: ResultRecorder
+    images: ImageArchive
+
+    def record(self, row: Inspection, image: Image) -> tuple[Inspection, bool]:
+        row, created = self.results.record(row)
+        if created:
+            self.images.offer(
+                inspection_id=row.id,
+                received_at=row.received_at,
+                has_defect=row.has_defect,
+                data=image.data,
+                content_type=image.content_type,
+            )
+        return row, created
+
+
 async def _inspect(
     model: Inspector,
-    results: ResultRecorder,
+    keeper: _Keeper,
     frame: FrameQuery,
     image: Image,
     started: float,
@@ -155,14 +190,14 @@ async def _inspect(
     """One strip through the model and into the results: ``(row, replayed)``."""
     if frame.frame_id is not None:
         stored = await run_in_threadpool(
-            results.find, camera_id=frame.camera_id, frame_id=frame.frame_id
+            keeper.results.find, camera_id=frame.camera_id, frame_id=frame.frame_id
         )
         if stored is not None:
             return stored, True
     findings = await model.inspect_image(image.data, image.content_type)
     timings = {**findings.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
     row, created = await run_in_threadpool(
-        results.record,
+        keeper.record,
         new_inspection(
             **frame.model_dump(),
             received_at=received_at,
@@ -173,6 +208,7 @@ async def _inspect(
             timings={name: round(ms, 3) for name, ms in timings.items()},
             defects=findings.defects,
         ),
+        image,
     )
     if created:
         observe_inspection(model.name, model.version, (d.class_name for d in findings.defects))

@@ -1,4 +1,4 @@
-"""GET /v1/inspections: the recorded results, newest first, one keyset page at a time."""
+"""GET /v1/inspections (filtered, newest first, one keyset page at a time) and one by id."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import ReaderDep, SessionDep
+from service.api.deps import ClassesDep, ReaderDep, SessionDep
 from service.api.errors import ApiError
+from service.api.queries import PageQuery
 from service.api.schemas import ErrorOut, InspectionOut, InspectionPageOut
 from service.db import get_inspection, list_inspections
 
 router = APIRouter(tags=["inspections"])
-
-MAX_PAGE = 500
 
 
 @router.get(
@@ -23,11 +22,12 @@ MAX_PAGE = 500
 def list_recent(
     caller: ReaderDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    classes: ClassesDep,
+    query: Annotated[PageQuery, Query()],
 ) -> InspectionPageOut:
-    """Recorded inspections, newest first; follow ``next_cursor`` for older ones."""
-    page = list_inspections(session, limit=limit, cursor=cursor)
+    """Recorded inspections, filtered, newest first; follow ``next_cursor`` for older ones."""
+    where = query.to_filter(classes)
+    page = list_inspections(session, limit=query.limit, cursor=query.cursor, where=where)
     return InspectionPageOut(
         items=[InspectionOut.from_row(row) for row in page.items], next_cursor=page.next_cursor
     )

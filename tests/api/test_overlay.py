@@ -1,0 +1,103 @@
+"""Kept strips (policy, retention) and GET /v1/inspections/{id}/overlay.png."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.images import ImageArchive
+from service.images.overlay import ALPHA, LEGEND_HEIGHT, NEUTRAL, class_colour
+
+from .conftest import AppFactory
+from .history import SeedDefect, seed
+from .strips import BLOCK, RAW, encode, plain_strip, post_strip, strip_with_block
+
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "var/test-artifacts"))
+
+
+def _overlay(client: TestClient, inspection_id: str) -> tuple[np.ndarray, str]:
+    response = client.get(f"/v1/inspections/{inspection_id}/overlay.png")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"overlay-{response.headers['X-Strip-Image']}.png").write_bytes(response.content)
+    return np.asarray(Image.open(io.BytesIO(response.content))), response.headers["X-Strip-Image"]
+
+
+def _blend(grey: int, class_id: int) -> list[int]:
+    return [round((1 - ALPHA) * grey + ALPHA * c) for c in class_colour(class_id)]
+
+
+def test_overlay_draws_the_kept_strip_and_its_masks(client: TestClient) -> None:
+    body = encode(strip_with_block(), "PNG")
+    posted = post_strip(client, body, "image/png", frame_id=uuid.uuid4().hex).json()
+    pixels, kept = _overlay(client, posted["inspection_id"])
+    assert kept == "kept"
+    assert pixels.shape == (256 + LEGEND_HEIGHT, 1600, 3)
+    assert pixels[BLOCK][0, 0].tolist() == _blend(255, 1)
+    assert pixels[100, 800].tolist() == [100, 100, 100]
+    settings = client.app.state.services.settings  # type: ignore[attr-defined]
+    day = datetime.fromisoformat(posted["received_at"]).strftime("%Y-%m-%d")
+    assert (settings.image_dir / day / f"{posted['inspection_id']}.png").read_bytes() == body
+
+
+def test_without_the_strip_the_masks_go_on_neutral_grey(empty_db: TestClient) -> None:
+    inspection_id = seed(empty_db, minutes=0, defects=(SeedDefect(2, 4, "1 4"),))
+    pixels, kept = _overlay(empty_db, inspection_id)
+    assert kept == "missing"
+    assert pixels[3, 0].tolist() == _blend(NEUTRAL, 2)  # pixels 1..4: column 0, rows 0..3
+    assert pixels[200, 800].tolist() == [NEUTRAL] * 3
+    assert (pixels[4:24, 8:100] < 60).any()  # the dark note saying the strip was not kept
+
+
+def test_overlay_of_an_unknown_inspection_is_404(client: TestClient) -> None:
+    response = client.get(f"/v1/inspections/{uuid.uuid4()}/overlay.png")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "inspection_not_found"
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("none", set()), ("defects", {"block"})])
+def test_keep_policy(
+    running_app: AppFactory, sqlite_url: str, tmp_path: Path, policy: str, kept: set[str]
+) -> None:
+    with running_app(sqlite_url, keep_images=policy, image_dir=tmp_path / "images") as client:
+        ids = {
+            "plain": post_strip(client, plain_strip().tobytes(), RAW).json()["inspection_id"],
+            "block": post_strip(client, strip_with_block().tobytes(), RAW).json()["inspection_id"],
+        }
+    files = {path.stem for path in (tmp_path / "images").glob("*/*")}
+    assert files == {ids[name] for name in kept}
+
+
+def test_retention_by_total_size_and_age(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    archive = ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=250)
+    archive.open()
+    ids = [uuid.uuid4() for _ in range(4)]
+    for inspection_id in ids:
+        archive.keep(
+            inspection_id=inspection_id, received_at=now, data=bytes(100), content_type=RAW
+        )
+    assert [archive.find(inspection_id=i, received_at=now) is not None for i in ids] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    stale = archive.find(inspection_id=ids[2], received_at=now)
+    assert stale is not None
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(stale.path, (two_days_ago, two_days_ago))
+    reopened = ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=250)
+    reopened.open()
+    assert reopened.find(inspection_id=ids[2], received_at=now) is None
+    assert reopened.find(inspection_id=ids[3], received_at=now) is not None
