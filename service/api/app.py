@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from service.api.auth import KeyRing
 from service.api.deps import Services
 from service.api.errors import install_error_handlers
-from service.api.middleware import RequestMetrics
 from service.api.request_log import RequestLog
 from service.api.routes import (
     defects,
@@ -73,7 +72,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(RequestMetrics)
     app.add_middleware(RequestLog)
     # export before inspections: /v1/inspections/export.csv is not an inspection id.
     for module in (inspect, export, inspections, overlay, reviews, defects, models, health, ui):

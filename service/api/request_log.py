@@ -19,6 +19,8 @@ from typing import IO, Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.metrics import observe_request
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 """Visible ASCII, no spaces: safe to echo in a header and to write in a log line."""
@@ -43,7 +45,8 @@ def log_requests_to(stream: IO[str]) -> None:
 
 
 class RequestLog:
-    """Pure ASGI middleware (no body buffering): tags each request with an id and logs it."""
+    """Pure ASGI middleware (no body buffering, unlike BaseHTTPMiddleware): tags each request
+    with an id, logs it, and records its route, status and duration in the request metrics."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -68,15 +71,19 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # The router records the matched route in the scope; unmatched paths share a label.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            duration = time.perf_counter() - start
+            observe_request(route, scope["method"], status, duration)
             if logger.isEnabledFor(logging.INFO):
                 line = {
                     "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "request_id": request_id,
                     "method": scope["method"],
-                    "route": getattr(scope.get("route"), "path", "unmatched"),
+                    "route": route,
                     "path": scope["path"],
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000.0, 3),
+                    "duration_ms": round(duration * 1000.0, 3),
                     "api_key": state.get("api_key"),
                     **state.get(_FIELDS, {}),
                 }
