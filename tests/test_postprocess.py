@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -80,23 +78,6 @@ def test_strips_of_logits_give_the_evaluation_masks() -> None:
         if np.count_nonzero(mask) < cut.min_area:
             mask[:] = False
         np.testing.assert_array_equal(mask, expected[channel].astype(bool))
-
-
-def test_logit_space_is_much_cheaper_than_a_sigmoid_over_the_strip() -> None:
-    logits = np.random.default_rng(1).normal(-3.0, 3.0, (256, 1600)).astype(np.float32)
-    cut = _cut(0.5)
-
-    def best_of(function, repeats: int = 7) -> float:  # type: ignore[no-untyped-def]
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    fast = best_of(lambda: cut.mask(logits))
-    slow = best_of(lambda: sigmoid(logits) > cut.threshold)
-    assert fast * 5 < slow, (fast, slow)
 
 
 def test_mean_probability_is_the_mean_sigmoid() -> None:
