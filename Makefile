@@ -41,6 +41,8 @@ bench: install
 	# Raw ONNX Runtime session vs the API over loopback HTTP, on the shipped model (MODEL_STORE,
 	# MODEL_NAME, MODEL_ALIAS, MAX_BATCH, MAX_WAIT_MS, ONNX_THREADS from the environment).
 	$(PY) -m service bench-serve
+	# 1,000,000 inspections seeded into Postgres (--database-url; own schema, dropped after).
+	$(PY) -m service bench-history
 
 bench-neu: install
 	$(PY) -m service bench-neu --out var/bench-neu

@@ -249,6 +249,25 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_history(args: argparse.Namespace) -> int:
+    from service.benchmarks.history import bench_history
+
+    log = (lambda _line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    _print_json(
+        bench_history(
+            args.database_url,
+            count=args.count,
+            repeats=args.repeats,
+            deep=args.deep,
+            schema=args.schema,
+            out=args.out,
+            keep=args.keep,
+            log=log,
+        )
+    )
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from sqlalchemy.engine import make_url
 
@@ -454,6 +473,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="ONNX Runtime intra-op threads, 0 = one per core (env ONNX_THREADS)",
     )
     store_option(sub)
+
+    sub = command(
+        "bench-history", cmd_bench_history, "seed Postgres, time history pages and summaries"
+    )
+    sub.add_argument(
+        "--database-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="Postgres to seed (in its own schema)",
+    )
+    sub.add_argument("--count", type=int, default=1_000_000, help="inspections to seed")
+    sub.add_argument("--repeats", type=int, default=30, help="timed repetitions per query")
+    sub.add_argument("--deep", type=int, default=200, help="pages to follow for the deep page")
+    sub.add_argument("--schema", default="bench_history", help="schema, created fresh")
+    sub.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    sub.add_argument("--out", type=Path, default=Path("var/bench-history"), help="results folder")
 
     sub = command("bench-neu", cmd_bench_neu, "train + evaluate the baseline recipe on NEU-Seg")
     sub.add_argument("--out", type=Path, default=Path("var/bench-neu"), help="work folder")

@@ -155,10 +155,13 @@ def list_inspections(
     if cursor is not None:
         received_at, last_id = decode_cursor(cursor)
         query = query.where(
+            # Redundant with the OR below, but an index range bound: without it the scan starts
+            # at the newest row and filters its way down to the cursor (benchmarks/history.py).
+            Inspection.received_at <= received_at,
             or_(
                 Inspection.received_at < received_at,
                 and_(Inspection.received_at == received_at, Inspection.id < last_id),
-            )
+            ),
         )
     rows = list(session.scalars(query.limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None

@@ -61,15 +61,21 @@ def _reachable_postgres() -> tuple[str | None, str]:
     return None, "; ".join(errors)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped after the session."""
+def require_postgres() -> str:
+    """The admin URL of the test Postgres; skips without one, but fails under CI=true."""
     admin_url, why = _reachable_postgres()
     if admin_url is None:
         message = f"Postgres is unreachable (set TEST_POSTGRES_URL to override): {why}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI must run the Postgres tests. {message}")
         pytest.skip(message)
+    return admin_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped after the session."""
+    admin_url = require_postgres()
     schema = f"api_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
