@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from service.compression.config import CompressionConfig
 from service.compression.latency import measure_side_by_side
@@ -19,10 +18,8 @@ from service.inference.preprocess import padded_size
 from service.inference.runtime import OnnxSegmenter
 from service.nets import Architecture, SegmentationModel, count_params_and_macs, record_layer_shapes
 from service.store import ArchitectureSpec, Lineage, Manifest, ManifestDraft, Metrics, ModelStore
-from service.training.export import check_parity, export_onnx
 from service.training.predict import torch_predictor
-from service.training.publish import ONNX_FILE, PARITY_IMAGES, WEIGHTS_FILE, machine_description
-from service.training.train import cpu_state
+from service.training.publish import ONNX_FILE, machine_description, write_version_files
 
 CANDIDATE_ALIAS = "candidate"
 CANDIDATE_DIR = "candidate"
@@ -63,18 +60,10 @@ def publish_candidate(
     )
     folder = work_dir / CANDIDATE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    weights_path, onnx_path = folder / WEIGHTS_FILE, folder / ONNX_FILE
-    model.cpu()
-    save_file(cpu_state(model), str(weights_path))
-    export_onnx(model, spec, onnx_path)
-    candidate_onnx = OnnxSegmenter(onnx_path)
-    parity_images = [val_set[i].image for i in range(min(PARITY_IMAGES, len(val_set)))]
-    parity = check_parity(
-        torch_predictor(model, torch.device("cpu")), candidate_onnx, parity_images, spec, rules
-    )
+    exported = write_version_files(model, spec, rules, val_set, folder)
     source_version = store.load(source_manifest.name, source_manifest.version)
     latency = measure_side_by_side(
-        {"source": OnnxSegmenter(source_version.file(ONNX_FILE)), "candidate": candidate_onnx},
+        {"source": OnnxSegmenter(source_version.file(ONNX_FILE)), "candidate": exported.onnx_model},
         spec,
         repeats=config.latency_repeats,
     )
@@ -87,7 +76,7 @@ def publish_candidate(
         validation_dice_tuned={
             str(rule.class_id): dice for rule, dice in zip(rules, tuned_dice, strict=True)
         },
-        parity=parity,
+        parity=exported.parity,
         latency={
             "onnxruntime_cpu": latency["candidate"],
             "source_onnxruntime_cpu": latency["source"],
@@ -120,6 +109,4 @@ def publish_candidate(
             settings=config.settings(),
         ),
     )
-    return store.publish(
-        source_manifest.name, draft, {WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path}
-    )
+    return store.publish(source_manifest.name, draft, exported.files)

@@ -11,11 +11,14 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from service.data.base import SegmentationDataset
 from service.data.catalog import evaluation_split, open_dataset
 from service.evaluation.run import evaluate, tune_postprocess
 from service.inference.preprocess import padded_size
@@ -23,6 +26,7 @@ from service.inference.runtime import OnnxSegmenter
 from service.nets import Architecture, build_model, count_params_and_macs
 from service.store import (
     ArchitectureSpec,
+    ClassPostprocess,
     DefectClassSpec,
     InputSpec,
     Lineage,
@@ -33,11 +37,41 @@ from service.store import (
 )
 from service.training.export import check_parity, export_onnx, measure_latency_ms
 from service.training.predict import resolve_device, torch_predictor
-from service.training.train import BEST_WEIGHTS_FILE, RUN_FILE
+from service.training.train import BEST_WEIGHTS_FILE, RUN_FILE, cpu_state
 
 PARITY_IMAGES = 8
 WEIGHTS_FILE = "weights.safetensors"
 ONNX_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class VersionFiles:
+    """A version's files, written but not yet published, with its checked ONNX session."""
+
+    files: dict[str, Path]
+    onnx_model: OnnxSegmenter
+    parity: dict[str, float | int]
+
+
+def write_version_files(
+    model: torch.nn.Module,
+    spec: InputSpec,
+    rules: Sequence[ClassPostprocess],
+    parity_set: SegmentationDataset,
+    folder: Path,
+) -> VersionFiles:
+    """Save the weights and the ONNX export into ``folder`` and check the export against torch
+    on the first real images of ``parity_set`` (raises ParityError when they differ)."""
+    model.cpu()
+    weights_path, onnx_path = folder / WEIGHTS_FILE, folder / ONNX_FILE
+    save_file(cpu_state(model), str(weights_path))
+    export_onnx(model, spec, onnx_path)
+    onnx_model = OnnxSegmenter(onnx_path)
+    images = [parity_set[i].image for i in range(min(PARITY_IMAGES, len(parity_set)))]
+    parity = check_parity(
+        torch_predictor(model, torch.device("cpu")), onnx_model, images, spec, rules
+    )
+    return VersionFiles({WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path}, onnx_model, parity)
 
 
 def machine_description() -> str:
@@ -73,15 +107,9 @@ def publish_run(
     split = evaluation_split(dataset_spec)
     held_out = open_dataset(dataset_spec, split)
     scores = evaluate(predictor, held_out, spec, rules, progress=progress)
-    model.cpu()
     with tempfile.TemporaryDirectory() as tmp:
-        weights_path, onnx_path = Path(tmp) / WEIGHTS_FILE, Path(tmp) / ONNX_FILE
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights_path))
-        export_onnx(model, spec, onnx_path)
-        onnx_model = OnnxSegmenter(onnx_path)
+        exported = write_version_files(model, spec, rules, held_out, Path(tmp))
         cpu_predictor = torch_predictor(model, torch.device("cpu"))
-        parity_images = [held_out[i].image for i in range(min(PARITY_IMAGES, len(held_out)))]
-        parity = check_parity(cpu_predictor, onnx_model, parity_images, spec, rules)
         params, macs = count_params_and_macs(model, *padded_size(spec.height, spec.width))
         metrics = Metrics(
             params=params,
@@ -90,9 +118,9 @@ def publish_run(
             validation_dice_tuned={
                 str(r.class_id): d for r, d in zip(rules, tuned_val_dice, strict=True)
             },
-            parity=parity,
+            parity=exported.parity,
             latency={
-                "onnxruntime_cpu": measure_latency_ms(onnx_model, spec),
+                "onnxruntime_cpu": measure_latency_ms(exported.onnx_model, spec),
                 "torch_cpu": measure_latency_ms(cpu_predictor, spec),
                 "machine": machine_description(),
             },
@@ -107,9 +135,7 @@ def publish_run(
             metrics=metrics,
             lineage=Lineage(method="train", settings=run["config"]),
         )
-        manifest = store.publish(
-            model_name, draft, {WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path}
-        )
+        manifest = store.publish(model_name, draft, exported.files)
     if alias:
         store.set_alias(model_name, alias, manifest.version)
     return manifest
