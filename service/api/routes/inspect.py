@@ -35,8 +35,9 @@ from service.api.schemas import (
 )
 from service.db import Inspection, new_inspection
 from service.images import ImageArchive
+from service.inference.batcher import BatchResult
 from service.inference.decode import MEDIA_TYPES, ImageRejected
-from service.inference.inspector import Inspector
+from service.inference.inspector import Decoded, Inspector
 from service.metrics import observe_inspection
 from service.spool import ResultRecorder
 
@@ -187,17 +188,46 @@ async def _inspect(
     started: float,
     received_at: datetime,
 ) -> tuple[Inspection, bool]:
-    """One strip through the model and into the results: ``(row, replayed)``."""
-    if frame.frame_id is not None:
-        stored = await run_in_threadpool(
-            keeper.results.find, camera_id=frame.camera_id, frame_id=frame.frame_id
-        )
-        if stored is not None:
-            return stored, True
-    findings = await model.inspect_image(image.data, image.content_type)
-    timings = {**findings.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
+    """One strip through the model and into the results: ``(row, replayed)``.
+
+    Two worker-thread hops around the batch run: the replay lookup with the decoding, then the
+    post-processing with the recording.
+    """
+    with model.announce():
+        decoded = await run_in_threadpool(_look_up_or_decode, model, keeper, frame, image)
+    if isinstance(decoded, Inspection):
+        return decoded, True
+    result = await model.infer(decoded)
     row, created = await run_in_threadpool(
-        keeper.record,
+        _conclude_and_keep, model, keeper, frame, image, decoded, result, started, received_at
+    )
+    return row, not created  # not created: a concurrent retry of the frame was stored first
+
+
+def _look_up_or_decode(
+    model: Inspector, keeper: _Keeper, frame: FrameQuery, image: Image
+) -> Inspection | Decoded:
+    """The frame's stored result if it has one, else the decoded strip."""
+    if frame.frame_id is not None:
+        stored = keeper.results.find(camera_id=frame.camera_id, frame_id=frame.frame_id)
+        if stored is not None:
+            return stored
+    return model.decode(image.data, image.content_type)
+
+
+def _conclude_and_keep(
+    model: Inspector,
+    keeper: _Keeper,
+    frame: FrameQuery,
+    image: Image,
+    decoded: Decoded,
+    result: BatchResult,
+    started: float,
+    received_at: datetime,
+) -> tuple[Inspection, bool]:
+    findings = model.conclude(decoded, result)
+    timings = {**findings.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
+    row, created = keeper.record(
         new_inspection(
             **frame.model_dump(),
             received_at=received_at,
@@ -212,4 +242,4 @@ async def _inspect(
     )
     if created:
         observe_inspection(model.name, model.version, (d.class_name for d in findings.defects))
-    return row, not created  # not created: a concurrent retry of the frame was stored first
+    return row, created
