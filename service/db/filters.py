@@ -43,7 +43,9 @@ class InspectionFilter:
         if self.until is not None:
             where.append(Inspection.received_at < self.until)
         if self.class_id is not None or self.min_area is not None:
-            where.append(exists().where(Defect.inspection_id == Inspection.id, *self._defect()))
+            # Correlated to the inspection only: a summary joins defects in its own FROM too.
+            defect = exists().where(Defect.inspection_id == Inspection.id, *self._defect())
+            where.append(defect.correlate(Inspection))
         return where
 
     def _defect(self) -> list[ColumnElement[bool]]:

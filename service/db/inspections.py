@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from service.db.filters import InspectionFilter
 from service.db.models import Defect, Inspection
+from service.db.rollup import count_inspection
 
 
 class DefectFields(Protocol):
@@ -93,10 +94,13 @@ def insert_inspection(session: Session, row: Inspection) -> tuple[Inspection, bo
     Returns ``(row, True)`` when written, or ``(existing, False)`` when its id or its
     (camera_id, frame_id) was already recorded: the primary key and the unique constraint, not
     a prior read, decide, so concurrent retries of one frame and replays of a spooled result
-    that did reach the database still write it once.
+    that did reach the database still write it once. The hourly rollup is counted in the same
+    transaction, so it rolls back with a duplicate.
     """
     session.add(row)
     try:
+        session.flush()  # a duplicate fails here, before any rollup row is locked
+        count_inspection(session, row)
         session.commit()
     except IntegrityError:
         session.rollback()

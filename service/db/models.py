@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Dialect,
     Double,
@@ -132,6 +133,36 @@ class Defect(Base):
         return (self.bbox_x_min, self.bbox_y_min, self.bbox_x_max, self.bbox_y_max)
 
 
+class InspectionHour(Base):
+    """Inspections received in one UTC hour on one camera: the hourly rollup behind the defect
+    summary, kept in the same transaction as every inspection (service/db/rollup.py)."""
+
+    __tablename__ = "inspection_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    """``''`` for inspections without a line: a key column cannot be NULL on both databases."""
+    camera_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    inspections: Mapped[int]
+    with_defect: Mapped[int]
+
+
+class DefectHour(Base):
+    """Defects of one class found in one UTC hour on one camera, and their area: the per-class
+    half of the hourly rollup. The class name is part of the key so that a class renamed by a
+    new model version is summarised with the very name the inspections carry."""
+
+    __tablename__ = "defect_hours"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    line_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    class_id: Mapped[int] = mapped_column(primary_key=True)
+    class_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    defects: Mapped[int]
+    area_px: Mapped[int] = mapped_column(BigInteger)
+
+
 class Review(Base):
     """A QA person's verdict on one inspection: each predicted defect confirmed or a false
     positive, and the defects the model missed. Reviews are never edited; the newest counts."""
@@ -152,3 +183,4 @@ class Review(Base):
     """Class id (as text: JSON keys) -> ``confirmed`` or ``false_positive``."""
     missed: Mapped[dict[str, str]] = mapped_column(JSON)
     """Class id (as text) -> RLE of the defect the model did not report."""
+

@@ -29,6 +29,7 @@ from service.api import create_app
 from service.config import Settings
 from service.db import Defect, Inspection
 from service.db.migrate import upgrade
+from service.db.models import DefectHour, InspectionHour
 from service.store import ModelStore
 
 from .tiny_models import publish_test_models
@@ -132,11 +133,11 @@ def client(running_app: AppFactory, database_url: str) -> Iterator[TestClient]:
 
 @pytest.fixture()
 def empty_db(client: TestClient) -> TestClient:
-    """``client`` over a database emptied of inspections first."""
+    """``client`` over a database emptied of inspections (and their hourly rollup) first."""
     engine = client.app.state.services.engine  # type: ignore[attr-defined]
     with engine.begin() as connection:
-        connection.execute(delete(Defect))
-        connection.execute(delete(Inspection))
+        for table in (Defect, Inspection, DefectHour, InspectionHour):
+            connection.execute(delete(table))
     return client
 
 

@@ -26,6 +26,7 @@ def test_a_tiny_run_reports_percentiles_plans_and_goals(tmp_path: Path) -> None:
     )
     assert summary["seeded"]["inspections"] == 300  # type: ignore[index]
     assert 0 < summary["seeded"]["with_defect"] < 300  # type: ignore[index]
+    assert summary["seeded"]["rollup_seconds"] >= 0  # type: ignore[index]
     queries = summary["queries"]
     assert set(queries) == {  # type: ignore[arg-type]
         "first_page",

@@ -70,6 +70,14 @@ def test_by_camera_filtered_to_a_line(seeded: TestClient) -> None:
     assert [(b["group"], b["inspections"]) for b in body["inspections"]] == [("C1", 1), ("C2", 2)]
 
 
+def test_hour_then_day_of_the_same_shape(seeded: TestClient) -> None:
+    """The bucket unit is part of the compiled statement's cache key."""
+    hourly, daily = (_summary(seeded, bucket=bucket) for bucket in ("hour", "day"))
+    assert len(hourly["inspections"]) == 3
+    made = [(b["start"][:10], b["inspections"]) for b in daily["inspections"]]
+    assert made == [("2025-03-01", 4), ("2025-03-02", 1)]
+
+
 def test_default_range_is_the_last_day(seeded: TestClient) -> None:
     response = seeded.get("/v1/defects/summary")
     assert response.status_code == 200
