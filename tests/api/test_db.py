@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, func, inspect, select
 
 from service.db import (
     Base,
@@ -96,8 +96,15 @@ def test_the_same_frame_is_recorded_once(engine: Engine) -> None:
     assert second.id == first.id and second.has_defect is True
 
 
+def _after_everything(engine: Engine) -> datetime:
+    """A day after the newest inspection other tests left in the shared database."""
+    with make_session_factory(engine)() as session:
+        newest = session.scalar(select(func.max(Inspection.received_at)))
+    return (newest or datetime(2030, 1, 1, tzinfo=UTC)) + timedelta(days=1)
+
+
 def test_listing_pages_by_received_at_then_id(engine: Engine) -> None:
-    base = datetime(2030, 1, 1, tzinfo=UTC)  # after anything else in the table
+    base = _after_everything(engine)
     same_time = [_record(engine, received_at=base)[0].id for _ in range(3)]
     newest = _record(engine, received_at=base + timedelta(seconds=1))[0].id
     with make_session_factory(engine)() as session:
