@@ -14,4 +14,4 @@ CMD ["python", "-m", "service", "serve", "--host", "0.0.0.0", "--port", "8000"]
 FROM api AS worker
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install --no-cache-dir ".[worker]"
-CMD ["python", "-m", "service", "--help"]
+CMD ["python", "-m", "service", "worker"]

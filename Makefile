@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml Makefile
 	command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 	touch $(STAMP)
 
-# Migrate the SQLite database under var/ and serve the shipped model on 127.0.0.1:8000
-# (DATABASE_URL, MODEL_STORE, MODEL_NAME, MODEL_ALIAS from the environment override).
+# Migrate the SQLite database under var/, start one compression worker beside the API and
+# serve the shipped model on 127.0.0.1:8000 (DATABASE_URL, MODEL_STORE, MODEL_NAME, MODEL_ALIAS,
+# DATA_ROOT, JOBS_DIR from the environment override). When the API stops, the worker gets
+# SIGTERM: a job it was running goes back to the queue and resumes at the next start.
 run: install
 	$(PY) -m service migrate
+	$(PY) -m service worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(PY) -m service serve --host 127.0.0.1 --port 8000
 
 test: install

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -305,6 +307,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+    import signal
+
+    from service.db import make_engine, make_session_factory
+    from service.jobs.worker import Worker, WorkerOptions
+    from service.store import ModelStore
+
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    settings = get_settings()
+    engine = make_engine(args.database_url)
+    worker = Worker(
+        make_session_factory(engine),
+        ModelStore(args.store),
+        WorkerOptions(
+            worker_id=args.worker_id,
+            jobs_dir=args.jobs_dir,
+            data_root=args.data_root,
+            lease_s=args.lease,
+            heartbeat_s=args.heartbeat,
+            poll_interval_s=args.poll_interval,
+            cancel_poll_s=settings.job_cancel_poll_s,
+            latency_repeats=settings.job_latency_repeats,
+        ),
+    )
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: worker.stop())
+    try:
+        taken = worker.run(max_jobs=args.max_jobs, exit_when_idle=args.once)
+    finally:
+        engine.dispose()
+    print(f"{args.worker_id}: took up {taken} job(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_hash_key(args: argparse.Namespace) -> int:
     import getpass
 
@@ -529,6 +569,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="uvicorn log level",
     )
     store_option(sub)
+
+    sub = command("worker", cmd_worker, "take up compression jobs from the database queue")
+    sub.add_argument(
+        "--database-url", default=settings.database_url, help="SQLAlchemy URL (env DATABASE_URL)"
+    )
+    store_option(sub)
+    sub.add_argument(
+        "--data-root", type=Path, default=settings.data_root, help="named datasets (env DATA_ROOT)"
+    )
+    sub.add_argument(
+        "--jobs-dir", type=Path, default=settings.jobs_dir, help="job work folders (env JOBS_DIR)"
+    )
+    sub.add_argument(
+        "--worker-id",
+        default=f"{socket.gethostname()}-{os.getpid()}",
+        help="name holding the leases (default: host-pid; unique per worker process)",
+    )
+    sub.add_argument(
+        "--poll-interval",
+        type=float,
+        default=settings.job_poll_interval_s,
+        help="seconds between looks at an empty queue (env JOB_POLL_INTERVAL_S)",
+    )
+    sub.add_argument(
+        "--lease",
+        type=float,
+        default=settings.job_lease_s,
+        help="seconds a job stays held without a heartbeat (env JOB_LEASE_S)",
+    )
+    sub.add_argument(
+        "--heartbeat",
+        type=float,
+        default=settings.job_heartbeat_s,
+        help="seconds between lease renewals (env JOB_HEARTBEAT_S)",
+    )
+    sub.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
+    sub.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
 
     sub = command(
         "hash-key", cmd_hash_key, "read an API key on stdin, print its API_KEYS entry (SHA-256)"

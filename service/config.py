@@ -90,6 +90,34 @@ class Settings(BaseSettings):
         default=20 * 1024**3, gt=0, description="the oldest kept strips go beyond this total"
     )
 
+    # Compression jobs (issue 5): the queue is the database, workers hold jobs by leases.
+    jobs_dir: Path = Field(
+        default=Path("var/jobs"),
+        description="the workers' job folders (one per job, completed steps kept): a job taken "
+        "up again resumes after its last completed step when its new worker sees this folder",
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, description="claims of one job before a lost lease or crash fails it"
+    )
+    job_lease_s: float = Field(
+        default=60.0, gt=0, description="how long a worker holds a job without a heartbeat"
+    )
+    job_heartbeat_s: float = Field(
+        default=10.0, gt=0, description="how often a worker renews its lease (below the lease)"
+    )
+    job_poll_interval_s: float = Field(
+        default=2.0, gt=0, description="how often an idle worker looks for queued jobs"
+    )
+    job_cancel_poll_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="shortest time between two reads of a running job's cancel flag; it is "
+        "read before every batch, so a cancel is honoured within one batch or this",
+    )
+    job_latency_repeats: int = Field(
+        default=20, ge=1, description="timed ONNX Runtime runs per model when a job publishes"
+    )
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -8,9 +8,19 @@ need prometheus-client's multiprocess mode.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 REQUESTS = Counter(
     "strip_inspection_http_requests_total",
@@ -126,6 +136,73 @@ def count_database_write_failure(stage: str) -> None:
 
 def count_spool_rejected() -> None:
     SPOOL_REJECTED.inc()
+
+
+JOBS = Gauge(
+    "strip_inspection_jobs",
+    "Compression jobs in the database by state, read from the jobs table at scrape time.",
+    ["state"],
+)
+JOB_STEP = Gauge(
+    "strip_inspection_job_step",
+    "The pruning step a running compression job is at (1..steps; 0 while it measures the "
+    "source), by model and the worker that holds it.",
+    ["model", "worker"],
+)
+JOB_PROGRESS = Gauge(
+    "strip_inspection_job_progress_ratio",
+    "Share of a running compression job's pruning steps completed, by model and worker.",
+    ["model", "worker"],
+)
+JOB_DURATION_BUCKETS = (60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400)
+"""Seconds: one minute to a day, for prune-and-finetune jobs."""
+
+
+class _JobDurations(Collector):
+    """``strip_inspection_job_duration_seconds``: from a job's first claim to its end, by final
+    state. The worker is another process, so the histogram is rebuilt from the jobs table at
+    each scrape (``set_job_stats``) rather than observed here."""
+
+    name = "strip_inspection_job_duration_seconds"
+
+    def __init__(self) -> None:
+        self.durations: list[tuple[str, float]] = []
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(
+            self.name,
+            "Compression job wall time from its first claim to its end, by final state.",
+            labels=["state"],
+        )
+        for state in sorted({state for state, _ in self.durations}):
+            seconds = [value for label, value in self.durations if label == state]
+            buckets = [
+                (floatToGoString(le), sum(value <= le for value in seconds))
+                for le in JOB_DURATION_BUCKETS
+            ]
+            family.add_metric([state], [*buckets, ("+Inf", len(seconds))], sum(seconds))
+        yield family
+
+
+JOB_DURATION = _JobDurations()
+REGISTRY.register(JOB_DURATION)
+
+
+def set_job_stats(
+    counts: Mapping[str, int],
+    running: Iterable[tuple[str, str, int, float]],
+    durations: Iterable[tuple[str, float]],
+) -> None:
+    """Jobs by state, each running job's (model, worker, step, completed share) and finished
+    jobs' (state, seconds), as just read from the database."""
+    for state, count in counts.items():
+        JOBS.labels(state).set(count)
+    JOB_STEP.clear()
+    JOB_PROGRESS.clear()
+    for model, worker, step, fraction in running:
+        JOB_STEP.labels(model, worker).set(step)
+        JOB_PROGRESS.labels(model, worker).set(fraction)
+    JOB_DURATION.durations = list(durations)
 
 
 def exposition() -> tuple[bytes, str]:

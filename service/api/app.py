@@ -19,6 +19,7 @@ from service.api.routes import (
     health,
     inspect,
     inspections,
+    jobs,
     models,
     overlay,
     reviews,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # export before inspections: /v1/inspections/export.csv is not an inspection id.
     for module in (inspect, export, inspections, overlay, reviews, defects, models, health, ui):
         app.include_router(module.router)
+    app.include_router(jobs.router)
     app.mount("/ui/static", ui.assets, name="ui-static")
     return app
 

@@ -16,7 +16,9 @@ from pydantic import (
 )
 
 from service.db.export import InspectionRecord
-from service.db.models import ID_LENGTH, Inspection, Review
+from service.db.models import ID_LENGTH, Inspection, Job, JobEvent, Review
+from service.jobs.queue import JobState
+from service.jobs.request import JobRequest
 from service.store import Manifest
 
 # Printable text only: Postgres refuses NUL in text, and ids end up in logs and CSV exports.
@@ -273,3 +275,90 @@ class ReviewOut(ReviewIn):
             defects=[VerdictIn(class_id=int(k), verdict=v) for k, v in row.verdicts.items()],
             missed=[MissedIn(class_id=int(k), encoded_pixels=v) for k, v in row.missed.items()],
         )
+
+
+class JobProgressOut(BaseModel):
+    """Where a running job is: step k of K, the fine-tuning epoch, the latest loss and
+    validation Dice, and the current net's MACs and params (``source``: the source's)."""
+
+    stage: str | None = Field(
+        default=None, description="the last event: baseline, pruned, epoch, step or published"
+    )
+    step: int | None = None
+    steps: int | None = None
+    epoch: int | None = None
+    epochs: int | None = None
+    loss: float | None = None
+    val_dice: float | None = None
+    macs: int | None = None
+    params: int | None = None
+    fraction: float = Field(default=0.0, description="share of the steps completed")
+    source: dict[str, Any] | None = Field(default=None, description="val_dice, macs, params")
+
+
+class JobEventOut(BaseModel):
+    at: datetime
+    attempt: int
+    kind: str
+    data: dict[str, Any]
+
+
+class JobResultOut(BaseModel):
+    model: str
+    version: int
+
+
+class JobOut(BaseModel):
+    job_id: uuid.UUID
+    state: JobState
+    model: str
+    source_version: int = Field(description="the version pruned (an alias is resolved once)")
+    request: JobRequest
+    attempts: int = Field(description="claims by workers so far")
+    max_attempts: int
+    cancel_requested: bool
+    worker: str | None = Field(description="the worker holding the job while it runs")
+    lease_expires_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: JobProgressOut | None
+    result: JobResultOut | None = Field(description="the published version, once succeeded")
+    error: str | None
+    events: list[JobEventOut] | None = Field(
+        default=None, description="the event log, oldest first (in a single job's view)"
+    )
+
+    @classmethod
+    def from_row(cls, job: Job, events: list[JobEvent] | None = None) -> JobOut:
+        return cls(
+            job_id=job.id,
+            state=job.state,  # type: ignore[arg-type]
+            model=job.model_name,
+            source_version=job.source_version,
+            request=JobRequest.model_validate(job.request),
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            cancel_requested=job.cancel_requested,
+            worker=job.lease_owner,
+            lease_expires_at=job.lease_expires_at,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            progress=None if job.progress is None else JobProgressOut(**job.progress),
+            result=(
+                None
+                if job.result_version is None
+                else JobResultOut(model=job.model_name, version=job.result_version)
+            ),
+            error=job.error,
+            events=None
+            if events is None
+            else [
+                JobEventOut(at=e.at, attempt=e.attempt, kind=e.kind, data=e.data) for e in events
+            ],
+        )
+
+
+class JobsOut(BaseModel):
+    items: list[JobOut] = Field(description="newest first")

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -184,3 +185,51 @@ class Review(Base):
     missed: Mapped[dict[str, str]] = mapped_column(JSON)
     """Class id (as text) -> RLE of the defect the model did not report."""
 
+
+class Job(Base):
+    """A compression job: what an admin asked for, and the queue's hold on it.
+
+    ``attempts`` counts claims by workers; a worker holds the job while ``lease_expires_at`` is
+    ahead and renews it with heartbeats (service/jobs/queue.py). The report is kept here, not in
+    the worker's folder, so every API replica can serve it.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_state_created_at", "state", "created_at"),
+        Index("ix_jobs_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    state: Mapped[str] = mapped_column(String(16))
+    model_name: Mapped[str] = mapped_column(String(64))
+    source_version: Mapped[int]
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_version: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int]
+    max_attempts: Mapped[int]
+    lease_owner: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_requested: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    report_png: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+
+
+class JobEvent(Base):
+    """One line of a job's event log (claimed, a step's progress, lease expired, ...); only
+    ever appended."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempt: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

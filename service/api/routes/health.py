@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from service.api.deps import ServicesDep
+from service.jobs.stats import refresh_job_metrics
 from service.metrics import exposition
 
 router = APIRouter(tags=["ops"])
@@ -47,7 +48,8 @@ def _state(name: str, problem: str | None) -> dict[str, Any]:
 
 
 @router.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition."""
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus text exposition (job metrics read from the database now)."""
+    refresh_job_metrics(services.sessions)
     body, content_type = exposition()
     return Response(body, media_type=content_type)

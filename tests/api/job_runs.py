@@ -1,0 +1,67 @@
+"""What the job tests share: a small job request, its data and store, fast workers, waiting."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.jobs.worker import Worker, WorkerOptions
+from service.store import ModelStore
+
+T = TypeVar("T")
+
+DATASET = "synthetic"
+TINY_JOB: dict[str, Any] = {
+    "source": {"model": "tiny", "version": 1},
+    "method": "fpgm",
+    "target": {"pruning_ratio": 0.5},
+    "steps": 2,
+    "finetune_epochs_per_step": 0,
+    "max_dice_drop": 100.0,  # a 1-epoch net's Dice is noise: let every step count
+    "dataset": DATASET,
+    "device": "cpu",
+    "seed": 0,
+}
+FAST = {"lease_s": 3.0, "heartbeat_s": 0.5, "poll_interval_s": 0.1, "cancel_poll_s": 0.0}
+"""Short leases and no throttle on the cancel flag, so the tests are quick."""
+
+
+def job_data_root(folder: Path, synthetic_root: Path) -> Path:
+    """A DATA_ROOT holding a copy of the synthetic strips as ``synthetic``."""
+    shutil.copytree(synthetic_root, folder / DATASET)
+    return folder
+
+
+def job_store(folder: Path, source_store: ModelStore) -> ModelStore:
+    """A private copy of the store holding ``tiny`` v1 (with weights), alias production."""
+    return ModelStore(shutil.copytree(source_store.root, folder))
+
+
+def worker(
+    sessions: sessionmaker[Session],
+    store: ModelStore,
+    *,
+    jobs_dir: Path,
+    data_root: Path,
+    worker_id: str = "test-worker",
+) -> Worker:
+    options = WorkerOptions(
+        worker_id=worker_id, jobs_dir=jobs_dir, data_root=data_root, latency_repeats=1, **FAST
+    )
+    return Worker(sessions, store, options)
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something other than None (or False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
