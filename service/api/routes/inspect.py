@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body import Image, Uploads, read_uploads
@@ -82,17 +83,21 @@ async def inspect_strip(
     results: ResultsDep,
     archive: ImagesDep,
     request: Request,
-    response: Response,
-) -> InspectResponse:
+) -> Response:
     """Inspect one strip; a (camera_id, frame_id) seen before returns the stored result."""
     image = Image(upload.content_type, upload.data)
     keeper = _Keeper(results, archive)
     row, replay = await _inspect(model, keeper, frame, image, upload.started, upload.received_at)
-    if replay:
-        response.headers[REPLAY_HEADER] = "true"
     model_ref = {"name": row.model_name, "version": row.model_version}
     annotate(request, model=model_ref, replay=replay, timings_ms=row.timings)
-    return InspectResponse.from_row(row)
+    return _json(InspectResponse.from_row(row), {REPLAY_HEADER: "true"} if replay else None)
+
+
+def _json(body: BaseModel, headers: dict[str, str] | None = None) -> Response:
+    """``body`` serialised by pydantic-core directly: FastAPI's response_model path dumps,
+    re-validates and json.dumps it, 0.5 ms more for a result with large masks (the decorator's
+    response_model still documents the shape)."""
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
 
 
 @router.post(
@@ -106,7 +111,7 @@ async def inspect_batch(
     results: ResultsDep,
     archive: ImagesDep,
     request: Request,
-) -> BatchOut:
+) -> Response:
     """Inspect several strips of one camera: one result per ``image`` part, in order.
 
     The body is ``multipart/form-data`` with one ``image`` part per strip (each with a file
@@ -136,7 +141,7 @@ async def inspect_batch(
         )
     )
     annotate(request, model={"name": model.name, "version": model.version}, images=len(items))
-    return BatchOut(items=items)
+    return _json(BatchOut(items=items))
 
 
 async def _batch_item(
