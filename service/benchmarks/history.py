@@ -318,7 +318,12 @@ def _measure(
             seconds.append(time.perf_counter() - started)
         with _captured(engine) as statements, sessions() as session:
             call(session)
-        plans = [_explain(engine, statement, parameters) for statement, parameters in statements]
+        settings = [statement for statement, _ in statements if _is_setting(statement)]
+        plans = [
+            _explain(engine, statement, parameters, settings)
+            for statement, parameters in statements
+            if not _is_setting(statement)
+        ]
         results[name] = {
             "what": what,
             "goal_ms": goal_ms,
@@ -341,11 +346,11 @@ def _rows(result: object) -> int:
 
 @contextlib.contextmanager
 def _captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The statements (with their parameters) sent while the block runs."""
+    """The queries and settings (with their parameters) sent while the block runs."""
     statements: list[tuple[str, Any]] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith("SELECT") or _is_setting(statement):
             statements.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
@@ -355,8 +360,17 @@ def _captured(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def _explain(engine: Engine, statement: str, parameters: Any) -> dict[str, Any]:
+def _is_setting(statement: str) -> bool:
+    return statement.lstrip().upper().startswith("SET ")
+
+
+def _explain(
+    engine: Engine, statement: str, parameters: Any, settings: list[str]
+) -> dict[str, Any]:
+    """The plan of ``statement`` under the settings its transaction made (``SET LOCAL``)."""
     with engine.connect() as connection:
+        for setting in settings:
+            connection.exec_driver_sql(setting)
         rows = connection.exec_driver_sql(
             f"EXPLAIN (ANALYZE, BUFFERS) {statement}", parameters
         ).all()
