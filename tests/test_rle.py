@@ -121,3 +121,22 @@ def test_random_round_trip(shape: tuple[int, int]) -> None:
         values = [int(v) for v in encoded.split()]
         starts = values[0::2]
         assert starts == sorted(starts)
+
+
+def _reference_encode(mask: np.ndarray) -> str:
+    """The Kaggle kernels' encoder, pixel by pixel: what ``encode`` must agree with."""
+    pixels = np.concatenate([[0], mask.flatten(order="F"), [0]])
+    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
+    runs[1::2] -= runs[::2]
+    return " ".join(str(x) for x in runs)
+
+
+@pytest.mark.parametrize("shape", [(256, 1600), (1024, 1024)])
+def test_numbers_past_the_formatting_table(shape: tuple[int, int]) -> None:
+    # A 1024x1024 mask has starts and lengths beyond 2**19, which take the slower formatter.
+    mask = np.zeros(shape, dtype=bool)
+    mask[:, -3:] = True
+    mask[5:9, 1] = True
+    mask[::7, shape[1] // 2] = True
+    assert encode(mask) == _reference_encode(mask)
+    assert encode(~mask) == _reference_encode(~mask)
