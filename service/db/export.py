@@ -16,19 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.filters import InspectionFilter
+from service.db.inspections import DefectValues
 from service.db.models import Defect, Inspection
 
 BATCH = 1000
-
-
-@dataclass(frozen=True)
-class DefectRecord:
-    class_id: int
-    class_name: str
-    encoded_pixels: str
-    area_px: int
-    score: float
-    bbox: tuple[int, int, int, int]
 
 
 @dataclass
@@ -45,7 +36,7 @@ class InspectionRecord:
     model_name: str
     model_version: int
     has_defect: bool
-    defects: list[DefectRecord] = field(default_factory=list)
+    defects: list[DefectValues] = field(default_factory=list)
 
 
 _INSPECTION = (
@@ -90,6 +81,6 @@ def stream_inspections(session: Session, *, where: InspectionFilter) -> Iterator
             current = InspectionRecord(*row[: len(_INSPECTION)])
         class_id, name, pixels, area, score, *bbox = row[len(_INSPECTION) :]
         if class_id is not None:
-            current.defects.append(DefectRecord(class_id, name, pixels, area, score, tuple(bbox)))
+            current.defects.append(DefectValues(class_id, name, pixels, area, score, tuple(bbox)))
     if current is not None:
         yield current

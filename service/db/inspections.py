@@ -39,6 +39,18 @@ class DefectFields(Protocol):
     def bbox(self) -> tuple[int, int, int, int]: ...
 
 
+@dataclass(frozen=True)
+class DefectValues:
+    """A defect's plain values, no session attached (exports, spooled results)."""
+
+    class_id: int
+    class_name: str
+    encoded_pixels: str
+    area_px: int
+    score: float
+    bbox: tuple[int, int, int, int]
+
+
 class InvalidCursor(ValueError):
     """A listing cursor that this service did not hand out."""
 

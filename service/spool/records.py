@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from service.db import Inspection, new_inspection
+from service.db.inspections import DefectValues
 
 FORMAT = 1
 """Written into every record; a record of another format is refused, not guessed at."""
@@ -19,16 +19,6 @@ Key = tuple[str, str]
 
 class RecordError(ValueError):
     """A line that is not a spooled inspection of this format."""
-
-
-@dataclass(frozen=True)
-class SpooledDefect:
-    class_id: int
-    class_name: str
-    encoded_pixels: str
-    area_px: int
-    score: float
-    bbox: tuple[int, int, int, int]
 
 
 def encode(row: Inspection) -> bytes:
@@ -81,7 +71,7 @@ def decode(line: bytes) -> Inspection:
             image_width=record["image_width"],
             timings=record["timings"],
             defects=[
-                SpooledDefect(**{**defect, "bbox": tuple(defect["bbox"])})
+                DefectValues(**{**defect, "bbox": tuple(defect["bbox"])})
                 for defect in record["defects"]
             ],
         )

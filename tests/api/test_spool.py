@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from service.db import Inspection, new_inspection
+from service.db.inspections import DefectValues
 from service.spool import Spool, SpoolUnavailable
 from service.spool import spool as spool_module
-from service.spool.records import RecordError, SpooledDefect, decode, encode, key_of
+from service.spool.records import RecordError, decode, encode, key_of
 
 
 def _row(frame_id: str | None = "f1", camera_id: str = "cam-1") -> Inspection:
@@ -29,7 +30,7 @@ def _row(frame_id: str | None = "f1", camera_id: str = "cam-1") -> Inspection:
         image_height=256,
         image_width=1600,
         timings={"decode": 1.5, "total": 9.25},
-        defects=[SpooledDefect(1, "pits", "17 16 273 16", 32, 0.97, (64, 16, 95, 31))],
+        defects=[DefectValues(1, "pits", "17 16 273 16", 32, 0.97, (64, 16, 95, 31))],
     )
 
 
