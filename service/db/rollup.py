@@ -60,7 +60,7 @@ def line_key(line_id: str | None) -> str:
 
 
 def count_inspection(session: Session, row: Inspection) -> None:
-    """Add ``row`` (already flushed) and its defects to the rollup in the session's transaction.
+    """Add ``row`` (already inserted) and its defects to the rollup in the session's transaction.
 
     One upsert for the inspection and, if it has defects, one executemany for its classes;
     rows are locked in key order, so concurrent writers to the same hour cannot deadlock.

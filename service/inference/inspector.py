@@ -168,7 +168,7 @@ class Inspector:
                     f"of {size}, the manifest implies {expected}"
                 )
         self.find_defects(logits[0])
-        rle.encode(np.ones((1, 1), dtype=bool))  # builds the codec's number table (0.2 s, once)
+        rle.warm_up()
         self.warmed = True
 
     def prepare(self, data: bytes, content_type: str) -> np.ndarray:
