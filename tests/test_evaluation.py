@@ -6,8 +6,8 @@ import pytest
 from service.evaluation.metrics import DiceAccumulator
 from service.evaluation.tuning import PostprocessTuner, min_area_candidates
 from service.inference.postprocess import probabilities_to_masks, sigmoid
-from service.inference.preprocess import padded_size, prepare_batch
-from service.store.manifest import ClassPostprocess, InputSpec
+from service.inference.preprocess import normalise, padded_size, prepare_batch
+from service.store.manifest import ClassPostprocess, InputSpec, Normalisation
 
 
 def test_competition_dice_counts_empty_pairs_as_one() -> None:
@@ -83,6 +83,20 @@ def test_min_area_candidates_scale_with_image() -> None:
     assert min_area_candidates(256, 1600)[:3] == (0, 16, 32)
     assert max(min_area_candidates(256, 1600)) <= 256 * 1600 // 50
     assert min_area_candidates(8, 8) == (0,)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prepare_batch_matches_normalise_exactly(channels: int) -> None:
+    """Unpadded uint8 strips go through a lookup table: bit for bit what ``normalise`` gives,
+    which training and evaluation use."""
+    normalisation = Normalisation(mean=0.43, std=0.21)
+    spec = InputSpec(height=64, width=96, channels=channels, normalisation=normalisation)
+    images = [np.random.default_rng(seed).integers(0, 256, (64, 96), np.uint8) for seed in (0, 1)]
+    batch = prepare_batch(images, spec)
+    for index, image in enumerate(images):
+        expected = normalise(image, normalisation)
+        for channel in range(channels):
+            assert np.array_equal(batch[index, channel], expected)
 
 
 def test_prepare_batch_pads_to_stride_and_normalises() -> None:

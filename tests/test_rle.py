@@ -116,6 +116,7 @@ def test_random_round_trip(shape: tuple[int, int]) -> None:
     for density in (0.0, 0.05, 0.5, 0.95, 1.0):
         mask = (rng.random(shape) < density).astype(np.uint8)
         encoded = encode(mask)
+        assert encoded == _reference_encode(mask)
         np.testing.assert_array_equal(decode(encoded, shape), mask)
         assert encode(decode(encoded, shape)) == encoded
         values = [int(v) for v in encoded.split()]

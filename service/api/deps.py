@@ -1,4 +1,8 @@
-"""What handlers depend on, as named types: override one function here to change it in tests."""
+"""What handlers depend on, as named types: override one function here to change it in tests.
+
+Dependencies that only look something up are ``async def``: FastAPI runs a plain ``def``
+dependency in a worker thread, one thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ class Services:
             return {} if inspector is None else {c.id: c.name for c in inspector.manifest.classes}
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -62,7 +66,7 @@ class RequireRole:
     def __init__(self, role: Role) -> None:
         self.role = role
 
-    def __call__(self, request: Request, services: ServicesDep) -> ApiKey | None:
+    async def __call__(self, request: Request, services: ServicesDep) -> ApiKey | None:
         key = services.keys.authorize(request.headers.get("authorization"), self.role)
         if key is not None:
             request.state.api_key = key.name
@@ -82,7 +86,7 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_results(services: ServicesDep) -> ResultRecorder:
+async def get_results(services: ServicesDep) -> ResultRecorder:
     return services.results
 
 
@@ -90,14 +94,14 @@ ResultsDep = Annotated[ResultRecorder, Depends(get_results)]
 """Where new results go: the database, or the spool while the database cannot take them."""
 
 
-def get_images(services: ServicesDep) -> ImageArchive:
+async def get_images(services: ServicesDep) -> ImageArchive:
     return services.images
 
 
 ImagesDep = Annotated[ImageArchive, Depends(get_images)]
 
 
-def get_model(services: ServicesDep) -> Inspector:
+async def get_model(services: ServicesDep) -> Inspector:
     """The live model; 503 while none is loaded."""
     inspector = services.models.inspector
     if inspector is None:
@@ -115,7 +119,7 @@ async def get_upload(request: Request, services: ServicesDep) -> Upload:
 UploadDep = Annotated[Upload, Depends(get_upload)]
 
 
-def get_classes(services: ServicesDep) -> dict[int, str] | None:
+async def get_classes(services: ServicesDep) -> dict[int, str] | None:
     """The live model's defect classes (id -> name); None while no model is loaded."""
     inspector = services.models.inspector
     if inspector is None:

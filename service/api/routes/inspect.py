@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body import Image, Uploads, read_uploads
@@ -86,18 +86,44 @@ async def inspect_strip(
 ) -> Response:
     """Inspect one strip; a (camera_id, frame_id) seen before returns the stored result."""
     image = Image(upload.content_type, upload.data)
-    keeper = _Keeper(results, archive)
-    row, replay = await _inspect(model, keeper, frame, image, upload.started, upload.received_at)
+    row, replay = await _inspect(model, results, frame, image, upload.started, upload.received_at)
     model_ref = {"name": row.model_name, "version": row.model_version}
     annotate(request, model=model_ref, replay=replay, timings_ms=row.timings)
-    return _json(InspectResponse.from_row(row), {REPLAY_HEADER: "true"} if replay else None)
+    return _json(
+        InspectResponse.from_row(row),
+        {REPLAY_HEADER: "true"} if replay else None,
+        None if replay else BackgroundTask(_keep_pictures, archive, [(row, image)]),
+    )
 
 
-def _json(body: BaseModel, headers: dict[str, str] | None = None) -> Response:
+def _json(
+    body: BaseModel,
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
+) -> Response:
     """``body`` serialised by pydantic-core directly: FastAPI's response_model path dumps,
     re-validates and json.dumps it, 0.5 ms more for a result with large masks (the decorator's
     response_model still documents the shape)."""
-    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+    return Response(
+        body.model_dump_json(),
+        media_type="application/json",
+        headers=headers,
+        background=background,
+    )
+
+
+def _keep_pictures(archive: ImageArchive, new: list[tuple[Inspection, Image]]) -> None:
+    """Offer the strips of new results to the archive, after the response has gone out: a
+    400 KB file write is no part of answering, and a picture lost to a crash in between costs
+    nothing that matters (the result is already recorded)."""
+    for row, image in new:
+        archive.offer(
+            inspection_id=row.id,
+            received_at=row.received_at,
+            has_defect=row.has_defect,
+            data=image.data,
+            content_type=image.content_type,
+        )
 
 
 @router.post(
@@ -131,63 +157,46 @@ async def inspect_batch(
             "in the order of the parts, or none",
         )
     common = source.model_dump(exclude={"frame_id"})
-    keeper = _Keeper(results, archive)
+    new: list[tuple[Inspection, Image]] = []
     items = await asyncio.gather(
         *(
             _batch_item(
-                index, model, keeper, FrameQuery(**common, frame_id=frame_id), image, uploads
+                index, model, results, FrameQuery(**common, frame_id=frame_id), image, uploads, new
             )
             for index, (image, frame_id) in enumerate(zip(images, frame_ids, strict=True))
         )
     )
     annotate(request, model={"name": model.name, "version": model.version}, images=len(items))
-    return _json(BatchOut(items=items))
+    return _json(BatchOut(items=items), background=BackgroundTask(_keep_pictures, archive, new))
 
 
 async def _batch_item(
     index: int,
     model: Inspector,
-    keeper: _Keeper,
+    results: ResultRecorder,
     frame: FrameQuery,
     image: Image,
     uploads: Uploads,
+    new: list[tuple[Inspection, Image]],
 ) -> BatchItemOut:
+    """One strip of a batch request; a new result's strip is added to ``new``."""
     try:
         row, replay = await _inspect(
-            model, keeper, frame, image, uploads.started, uploads.received_at
+            model, results, frame, image, uploads.started, uploads.received_at
         )
     except ImageRejected as error:
         detail = ErrorDetail(code=error.code, message=str(error))
         return BatchItemOut(index=index, status=IMAGE_STATUS.get(type(error), 422), error=detail)
+    if not replay:
+        new.append((row, image))
     return BatchItemOut(
         index=index, status=200, replay=replay, result=InspectResponse.from_row(row)
     )
 
 
-@dataclass(frozen=True)
-class _Keeper:
-    """Where a new result goes: the results (database or spool), then its strip to the archive,
-    both in one worker thread after the inference."""
-
-    results: ResultRecorder
-    images: ImageArchive
-
-    def record(self, row: Inspection, image: Image) -> tuple[Inspection, bool]:
-        row, created = self.results.record(row)
-        if created:
-            self.images.offer(
-                inspection_id=row.id,
-                received_at=row.received_at,
-                has_defect=row.has_defect,
-                data=image.data,
-                content_type=image.content_type,
-            )
-        return row, created
-
-
 async def _inspect(
     model: Inspector,
-    keeper: _Keeper,
+    results: ResultRecorder,
     frame: FrameQuery,
     image: Image,
     started: float,
@@ -199,32 +208,31 @@ async def _inspect(
     post-processing with the recording.
     """
     with model.announce():
-        decoded = await run_in_threadpool(_look_up_or_decode, model, keeper, frame, image)
+        decoded = await run_in_threadpool(_look_up_or_decode, model, results, frame, image)
     if isinstance(decoded, Inspection):
         return decoded, True
     result = await model.infer(decoded)
     row, created = await run_in_threadpool(
-        _conclude_and_keep, model, keeper, frame, image, decoded, result, started, received_at
+        _conclude_and_record, model, results, frame, decoded, result, started, received_at
     )
     return row, not created  # not created: a concurrent retry of the frame was stored first
 
 
 def _look_up_or_decode(
-    model: Inspector, keeper: _Keeper, frame: FrameQuery, image: Image
+    model: Inspector, results: ResultRecorder, frame: FrameQuery, image: Image
 ) -> Inspection | Decoded:
     """The frame's stored result if it has one, else the decoded strip."""
     if frame.frame_id is not None:
-        stored = keeper.results.find(camera_id=frame.camera_id, frame_id=frame.frame_id)
+        stored = results.find(camera_id=frame.camera_id, frame_id=frame.frame_id)
         if stored is not None:
             return stored
     return model.decode(image.data, image.content_type)
 
 
-def _conclude_and_keep(
+def _conclude_and_record(
     model: Inspector,
-    keeper: _Keeper,
+    results: ResultRecorder,
     frame: FrameQuery,
-    image: Image,
     decoded: Decoded,
     result: BatchResult,
     started: float,
@@ -232,7 +240,7 @@ def _conclude_and_keep(
 ) -> tuple[Inspection, bool]:
     findings = model.conclude(decoded, result)
     timings = {**findings.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
-    row, created = keeper.record(
+    row, created = results.record(
         new_inspection(
             **frame.model_dump(),
             received_at=received_at,
@@ -242,8 +250,7 @@ def _conclude_and_keep(
             image_width=model.shape[1],
             timings={name: round(ms, 3) for name, ms in timings.items()},
             defects=findings.defects,
-        ),
-        image,
+        )
     )
     if created:
         observe_inspection(model.name, model.version, (d.class_name for d in findings.defects))
