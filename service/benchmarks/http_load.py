@@ -105,30 +105,44 @@ def _wait_ready(
     raise TimeoutError(f"the server was not ready within {timeout:.0f} s; see {log}")
 
 
+class StripPoster:
+    """One keep-alive connection that posts a body and records what came back in ``run``."""
+
+    def __init__(self, port: int, path: str, body: bytes, content_type: str) -> None:
+        self.path, self.body = path, body
+        self.headers = {"Content-Type": content_type}
+        self.connection = http.client.HTTPConnection(HOST, port, timeout=60)
+        self.run = ClientRun()
+
+    def post(self) -> None:
+        start = time.perf_counter()
+        try:
+            self.connection.request("POST", self.path, body=self.body, headers=self.headers)
+            response = self.connection.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self.run.failures.append(f"{type(error).__name__}: {error}")
+            self.connection.close()
+            return
+        self.run.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+        if response.status != 200:
+            self.run.failures.append(f"{response.status}: {payload[:200]!r}")
+        else:
+            self.run.server_timings_ms.append(json.loads(payload)["timings_ms"])
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 def post_strips(port: int, path: str, body: bytes, content_type: str, count: int) -> ClientRun:
     """``count`` sequential POSTs of one body on one keep-alive connection."""
-    run = ClientRun()
-    connection = http.client.HTTPConnection(HOST, port, timeout=60)
-    headers = {"Content-Type": content_type}
+    poster = StripPoster(port, path, body, content_type)
     try:
         for _ in range(count):
-            start = time.perf_counter()
-            try:
-                connection.request("POST", path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as error:
-                run.failures.append(f"{type(error).__name__}: {error}")
-                connection.close()
-                continue
-            run.latencies_ms.append((time.perf_counter() - start) * 1000.0)
-            if response.status != 200:
-                run.failures.append(f"{response.status}: {payload[:200]!r}")
-            else:
-                run.server_timings_ms.append(json.loads(payload)["timings_ms"])
+            poster.post()
     finally:
-        connection.close()
-    return run
+        poster.close()
+    return poster.run
 
 
 def concurrent_clients(

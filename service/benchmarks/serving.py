@@ -7,9 +7,11 @@ configured; one client's latency percentiles; throughput with 1, 4 and 8 concurr
 each posting a grey PNG strip as a camera gateway does, or its raw buffer). Goals: one client's
 p50 within 1.15x the raw session, 8 clients' throughput at least 0.9x the raw session's best.
 
-The two sides are measured in alternating rounds, so that a machine whose other work comes and
-goes loads both alike; CPU time per strip (every thread of the process) is reported beside the
-wall times, as it follows the neighbours' load far less.
+The two sides are measured interleaved, so that a host whose speed drifts (these shared machines
+do, by 20% within minutes) weighs on both alike: one client's requests each right after one raw
+batch-1 run; the throughputs in alternating rounds of short blocks. CPU time per strip (every
+thread of the process) is reported beside the wall times, as it follows the neighbours' load
+far less.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from PIL import Image
 
 from service.benchmarks.http_load import (
     Server,
+    StripPoster,
     concurrent_clients,
     post_strips,
     serving,
@@ -57,7 +60,7 @@ def bench_serving(
     per_client: int = 48,
     concurrency: Sequence[int] = (1, 4, 8),
     raw_strips: int = 40,
-    rounds: int = 4,
+    rounds: int = 8,
     body_format: str = "png",
 ) -> dict[str, object]:
     """Measure both sides, interleaved in ``rounds``, and return the summary.
@@ -76,10 +79,7 @@ def bench_serving(
     ):
         ready_mib = server.resident_mib()
         post_strips(server.port, INSPECT, body.data, body.kind, 5)  # sets up the threads
-        raw_1, one, timings = _Tally(), _Tally(), []
-        for _ in range(rounds):
-            raw_1.add(raw.timed(1, max(1, raw_strips // rounds)))
-            one.add(_one_client(server, body, max(1, requests // rounds), timings))
+        raw_1, one, timings = _paired_one_client(raw, server, body, requests)
         raw_n = {size: _Tally() for size in range(1, settings.max_batch + 1)}
         served = {clients: _Tally() for clients in concurrency}
         for _ in range(rounds):
@@ -203,15 +203,24 @@ class _Tally:
         return round(strips / runs, 2) if runs else 0.0
 
 
-def _one_client(
-    server: Server, body: _Body, requests: int, timings: list[dict[str, float]]
-) -> _Run:
-    """Sequential requests; their latencies (as seconds) and the server's CPU."""
-    cpu_start = server.cpu_seconds()
-    run = post_strips(server.port, INSPECT, body.data, body.kind, requests)
-    timings += run.server_timings_ms
-    seconds = [ms / 1000.0 for ms in run.latencies_ms]
-    return _Run(seconds, len(seconds), server.cpu_seconds() - cpu_start, run.failures)
+def _paired_one_client(
+    raw: _RawSession, server: Server, body: _Body, requests: int
+) -> tuple[_Tally, _Tally, list[dict[str, float]]]:
+    """``requests`` sequential requests, each right after one raw batch-1 run: (raw tally,
+    service tally with the server's CPU, the server's timings)."""
+    raw_1, one = _Tally(), _Tally()
+    poster = StripPoster(server.port, INSPECT, body.data, body.kind)
+    try:
+        for _ in range(requests):
+            raw_1.add(raw.timed(1, 1))
+            cpu_start = server.cpu_seconds()
+            poster.post()
+            one.cpu_s += server.cpu_seconds() - cpu_start
+    finally:
+        poster.close()
+    one.add(_Run([ms / 1000.0 for ms in poster.run.latencies_ms], 0, 0.0, poster.run.failures))
+    one.items = len(one.seconds)
+    return raw_1, one, poster.run.server_timings_ms
 
 
 def _clients(server: Server, body: _Body, clients: int, per_client: int) -> _Run:
