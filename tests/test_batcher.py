@@ -82,6 +82,20 @@ def test_announced_strips_are_waited_for_up_to_the_deadline() -> None:
     assert run.sizes == [1, 1]
 
 
+def test_busy_while_a_run_is_under_way_or_strips_wait() -> None:
+    async def main() -> list[bool]:
+        batcher = _batcher(Recorder(delay_s=0.2), max_batch=1)
+        seen = [batcher.busy]
+        tasks = [asyncio.create_task(batcher.submit(_plane(i))) for i in range(2)]
+        await asyncio.sleep(0.1)  # the first runs, the second waits
+        seen.append(batcher.busy)
+        await asyncio.gather(*tasks)
+        seen.append(batcher.busy)
+        return seen
+
+    assert asyncio.run(main()) == [False, True, False]
+
+
 def test_the_event_loop_keeps_running_during_a_session_run() -> None:
     async def main() -> int:
         batcher = _batcher(Recorder(delay_s=0.3))

@@ -63,10 +63,16 @@ class Batcher:
         self._model, self._version = model, version
         self._waiting: deque[_Waiting] = deque()
         self._announced = 0
+        self._running = False
         self._wake = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
         self._retired = False
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{model}-v{version}")
+
+    @property
+    def busy(self) -> bool:
+        """Whether a run is under way or strips are waiting for one."""
+        return self._running or bool(self._waiting)
 
     @contextlib.contextmanager
     def announce(self) -> Iterator[None]:
@@ -131,6 +137,7 @@ class Batcher:
         started = time.perf_counter()
         planes = [item.plane for item in batch]
         loop = asyncio.get_running_loop()
+        self._running = True
         try:
             logits = await loop.run_in_executor(self._thread, self._infer, planes)
         except Exception as error:  # the session failed: every request of the batch hears why
@@ -138,6 +145,8 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_exception(error)
             return
+        finally:
+            self._running = False
         seconds = time.perf_counter() - started
         waits = [started - item.since for item in batch]
         metrics.observe_batch(self._model, self._version, seconds, waits)

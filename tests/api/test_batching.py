@@ -36,9 +36,13 @@ def test_every_batch_size_is_warmed_before_the_version_is_ready(
     assert inspector.warmed
 
 
+@pytest.mark.parametrize("busy", [False, True], ids=["classes-on-2-threads", "one-thread"])
 @pytest.mark.parametrize("source", ["unet", "random"])
-def test_defects_carry_exactly_the_evaluation_masks(model_store: ModelStore, source: str) -> None:
+def test_defects_carry_exactly_the_evaluation_masks(
+    model_store: ModelStore, source: str, busy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inspector = Inspector.load(model_store, "unet-tiny", "production", ServingOptions(max_batch=1))
+    monkeypatch.setattr(type(inspector.batcher), "busy", busy)
     rng = np.random.default_rng(0)
     if source == "unet":
         strip = rng.integers(0, 256, inspector.shape, dtype=np.uint8)
