@@ -26,9 +26,11 @@ HOST = "127.0.0.1"
 
 @dataclass
 class ClientRun:
-    """What one client saw: per-request wall latency (ms), server timings, failures."""
+    """What one client saw: per-request wall latency (ms), when each request finished
+    (``time.perf_counter``), server timings, failures."""
 
     latencies_ms: list[float] = field(default_factory=list)
+    finished_at: list[float] = field(default_factory=list)
     server_timings_ms: list[dict[str, float]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
@@ -124,7 +126,9 @@ class StripPoster:
             self.run.failures.append(f"{type(error).__name__}: {error}")
             self.connection.close()
             return
-        self.run.latencies_ms.append((time.perf_counter() - start) * 1000.0)
+        finished = time.perf_counter()
+        self.run.latencies_ms.append((finished - start) * 1000.0)
+        self.run.finished_at.append(finished)
         if response.status != 200:
             self.run.failures.append(f"{response.status}: {payload[:200]!r}")
         else:
@@ -164,3 +168,21 @@ def concurrent_clients(
     for thread in threads:
         thread.join()
     return time.perf_counter() - start, runs
+
+
+def steady_state(runs: Sequence[ClientRun]) -> tuple[int, float]:
+    """(requests finished, seconds) while every client was busy: from the moment the last
+    client got its first answer to the moment the first client got its last one.
+
+    A block's start (every client's first strip arriving at once) and its end (the last
+    clients posting alone) are not the concurrency being measured; with a few requests per
+    client they weigh on the block's plain average. Falls back to the whole block's answers
+    when the clients' windows do not overlap.
+    """
+    busy = [run.finished_at for run in runs if run.finished_at]
+    start, end = max(times[0] for times in busy), min(times[-1] for times in busy)
+    finished = sum(1 for times in busy for t in times if start < t <= end)
+    if end <= start or finished == 0:
+        first, last = min(times[0] for times in busy), max(times[-1] for times in busy)
+        return sum(len(times) for times in busy) - len(busy), last - first
+    return finished, end - start

@@ -9,7 +9,8 @@ p50 within 1.15x the raw session, 8 clients' throughput at least 0.9x the raw se
 
 The two sides are measured interleaved, so that a host whose speed drifts (these shared machines
 do, by 20% within minutes) weighs on both alike: one client's requests each right after one raw
-batch-1 run; the throughputs in alternating rounds of short blocks. CPU time per strip (every
+batch-1 run; the throughputs in alternating rounds of short blocks, the service's counted
+while every client is busy (``steady_state``). CPU time per strip (every
 thread of the process) is reported beside the wall times, as it follows the neighbours' load
 far less.
 """
@@ -38,6 +39,7 @@ from service.benchmarks.http_load import (
     concurrent_clients,
     post_strips,
     serving,
+    steady_state,
 )
 from service.config import Settings
 from service.db.migrate import upgrade
@@ -86,7 +88,7 @@ def bench_serving(
             for size, tally in raw_n.items():
                 tally.add(raw.timed(size, max(2, -(-raw_strips // (rounds * size)))))
             for clients, tally in served.items():
-                tally.add(_clients(server, body, clients, max(1, per_client // rounds)))
+                tally.add(_clients(server, body, clients, max(2, per_client // rounds)))
         memory = {
             "ready": ready_mib,
             "after_load": server.resident_mib(),
@@ -159,7 +161,8 @@ def bench_serving(
 
 @dataclass
 class _Run:
-    """One timed block: the wall seconds of each timed unit, items done, CPU seconds used."""
+    """One timed block: the wall seconds of each timed unit, items done in them, CPU seconds
+    used for ``cpu_items`` items (the whole block's)."""
 
     seconds: list[float]
     items: int
@@ -167,6 +170,8 @@ class _Run:
     failures: list[str] = field(default_factory=list)
     batched: tuple[float, float] = (0.0, 0.0)
     """(strips, session runs) the server's batcher saw during the block."""
+    cpu_items: int | None = None
+    """Items the CPU time was spent on; None: ``items``."""
 
 
 @dataclass
@@ -178,11 +183,13 @@ class _Tally:
     cpu_s: float = 0.0
     failures: list[str] = field(default_factory=list)
     batched: tuple[float, float] = (0.0, 0.0)
+    cpu_items: int = 0
 
     def add(self, run: _Run) -> None:
         self.seconds += run.seconds
         self.items += run.items
         self.cpu_s += run.cpu_s
+        self.cpu_items += run.items if run.cpu_items is None else run.cpu_items
         self.failures += run.failures
         self.batched = (self.batched[0] + run.batched[0], self.batched[1] + run.batched[1])
 
@@ -193,7 +200,7 @@ class _Tally:
         return round(self.items / sum(self.seconds), 2)
 
     def cpu_per_item(self) -> float:
-        return self.cpu_s / self.items
+        return self.cpu_s / self.cpu_items
 
     def cpu_ms(self) -> float:
         return round(self.cpu_per_item() * 1000.0, 2)
@@ -218,26 +225,27 @@ def _paired_one_client(
             one.cpu_s += server.cpu_seconds() - cpu_start
     finally:
         poster.close()
-    one.add(_Run([ms / 1000.0 for ms in poster.run.latencies_ms], 0, 0.0, poster.run.failures))
-    one.items = len(one.seconds)
+    latencies = [ms / 1000.0 for ms in poster.run.latencies_ms]
+    one.add(_Run(latencies, len(latencies), 0.0, poster.run.failures))
     return raw_1, one, poster.run.server_timings_ms
 
 
 def _clients(server: Server, body: _Body, clients: int, per_client: int) -> _Run:
-    """Concurrent clients; the block's wall time, the server's CPU and batching."""
+    """Concurrent clients; their steady-state throughput (see ``steady_state``), and the
+    server's CPU and batching over the whole block."""
     before = _batch_totals(server)  # scraped outside the CPU window: it is not serving work
     cpu_start = server.cpu_seconds()
-    seconds, runs = concurrent_clients(
-        server.port, INSPECT, body.data, body.kind, clients, per_client
-    )
+    _, runs = concurrent_clients(server.port, INSPECT, body.data, body.kind, clients, per_client)
     cpu_s = server.cpu_seconds() - cpu_start
     after = _batch_totals(server)
+    finished, seconds = steady_state(runs)
     return _Run(
         [seconds],
-        sum(len(run.latencies_ms) for run in runs),
+        finished,
         cpu_s,
         [failure for run in runs for failure in run.failures],
         (after[0] - before[0], after[1] - before[1]),
+        cpu_items=sum(len(run.latencies_ms) for run in runs),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from service.benchmarks.http_load import ClientRun, steady_state
 from service.benchmarks.serving import bench_serving
 from service.cli import build_parser, cmd_bench_serve
 from service.config import Settings
@@ -42,3 +43,14 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
     assert service["resident_mib"]["ready"] > 10  # type: ignore[index]
     assert set(summary["raw_session"]["throughput_per_s"]) == {1, 2}  # type: ignore[index]
     assert {"p50_vs_raw_batch_1", "throughput_2_clients_vs_raw_best"} <= set(summary["ratios"])  # type: ignore[arg-type]
+
+
+def test_steady_state_counts_only_while_every_client_is_busy() -> None:
+    runs = [ClientRun(finished_at=[1.0, 2.0, 3.0, 4.0]), ClientRun(finished_at=[1.5, 2.5, 3.5])]
+    # From the last first answer (1.5) to the first last answer (3.5): 2.0, 3.0, 2.5 and 3.5.
+    assert steady_state(runs) == (4, 2.0)
+    # Windows that do not overlap: every answer after each client's first, over the block.
+    assert steady_state([ClientRun(finished_at=[1.0, 2.0]), ClientRun(finished_at=[3.0])]) == (
+        1,
+        2.0,
+    )
