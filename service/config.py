@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     max_batch: int = Field(
         default=8, ge=1, le=64, description="most strips the batcher puts in one session run"
     )
+    postprocess_threads: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="strips post-processed and recorded at the same time; 0 = half the cores "
+        "(at least one): the rest go to the session, and fewer Python threads fighting for the "
+        "GIL and the cores cost less CPU per strip",
+    )
     max_wait_ms: float = Field(
         default=2.0,
         ge=0.0,

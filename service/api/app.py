@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import anyio
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
+    app.state.finishing = anyio.CapacityLimiter(postprocess_threads(services.settings))
     await run_in_threadpool(services.results.start)
     if services.images.policy != "none":
         await run_in_threadpool(services.images.open)
@@ -95,6 +98,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         services.models.close()
         await run_in_threadpool(services.results.stop)
         services.engine.dispose()
+
+
+def postprocess_threads(settings: Settings) -> int:
+    """How many strips are post-processed and recorded at once (``POSTPROCESS_THREADS``)."""
+    return settings.postprocess_threads or max(1, (os.cpu_count() or 1) // 2)
 
 
 def serving_options(settings: Settings) -> ServingOptions:

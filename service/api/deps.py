@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+from anyio import CapacityLimiter
 from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -110,6 +111,14 @@ async def get_model(services: ServicesDep) -> Inspector:
 
 
 ModelDep = Annotated[Inspector, Depends(get_model)]
+
+
+async def get_finishing(request: Request) -> CapacityLimiter:
+    """How many strips may be post-processed and recorded at once (set up by the lifespan)."""
+    return request.app.state.finishing
+
+
+FinishingDep = Annotated[CapacityLimiter, Depends(get_finishing)]
 
 
 async def get_upload(request: Request, services: ServicesDep) -> Upload:

@@ -4,6 +4,8 @@ in one session run, and post-processing identical to what evaluation scores."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -108,3 +110,32 @@ def test_queue_and_batch_metrics_are_labelled_by_model_and_version(client: TestC
         'strip_inspection_inference_duration_seconds_count{model="probe",version="1"}',
     ):
         assert series in text, series
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_postprocess_threads_bounds_the_strips_finished_at_once(
+    running_app: AppFactory, sqlite_url: str, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api.routes import inspect as routes
+
+    finish = routes._conclude_and_record
+    lock, busy, most = threading.Lock(), [0], [0]
+
+    def counting(*args: object) -> object:
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        try:
+            time.sleep(0.05)  # long enough for every strip of the batch to be waiting
+            return finish(*args)  # type: ignore[arg-type]
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(routes, "_conclude_and_record", counting)
+    with running_app(sqlite_url, postprocess_threads=threads, max_wait_ms=1000) as client:
+        files = [("image", (f"s{i}", strip_with_block().tobytes(), RAW)) for i in range(6)]
+        response = client.post("/v1/inspect/batch", params={"camera_id": "c"}, files=files)
+        assert response.status_code == 200, response.text
+        assert all(item["status"] == 200 for item in response.json()["items"])
+    assert most[0] == threads
