@@ -85,8 +85,9 @@ def bench_serving(
         raw_n = {size: _Tally() for size in range(1, settings.max_batch + 1)}
         served = {clients: _Tally() for clients in concurrency}
         for _ in range(rounds):
-            for size, tally in raw_n.items():
-                tally.add(raw.timed(size, max(2, -(-raw_strips // (rounds * size)))))
+            runs = {size: max(2, -(-raw_strips // (rounds * size))) for size in raw_n}
+            for size in _round_robin(runs):
+                raw_n[size].add(raw.timed(size, 1))
             for clients, tally in served.items():
                 tally.add(_clients(server, body, clients, max(2, per_client // rounds)))
         memory = {
@@ -275,6 +276,21 @@ class _RawSession:
             self.session(batch)
             seconds.append(time.perf_counter() - start)
         return _Run(seconds, runs * size, time.process_time() - cpu_start)
+
+
+def _round_robin(runs: dict[int, int]) -> list[int]:
+    """Batch sizes in turn until each has its number of runs: every size sees the same minutes
+    of the host (the best of sizes measured one after the other favours whichever got the
+    fast minute)."""
+    order: list[int] = []
+    left = dict(runs)
+    while left:
+        for size in list(left):
+            order.append(size)
+            left[size] -= 1
+            if left[size] == 0:
+                del left[size]
+    return order
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.benchmarks.http_load import ClientRun, steady_state
-from service.benchmarks.serving import bench_serving
+from service.benchmarks.serving import _round_robin, bench_serving
 from service.cli import build_parser, cmd_bench_serve
 from service.config import Settings
 from service.store import ModelStore
@@ -54,3 +54,7 @@ def test_steady_state_counts_only_while_every_client_is_busy() -> None:
         1,
         2.0,
     )
+
+
+def test_raw_batch_sizes_take_turns() -> None:
+    assert _round_robin({1: 3, 2: 2, 8: 1}) == [1, 2, 8, 1, 2, 1]
