@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     max_batch: int = Field(
         default=8, ge=1, le=64, description="most strips the batcher puts in one session run"
     )
+    session_runs: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="batches that may run through the session at the same time (each on its "
+        "own thread); a lone batch still gets every intra-op thread",
+    )
     postprocess_threads: int = Field(
         default=0,
         ge=0,

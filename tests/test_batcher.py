@@ -96,6 +96,44 @@ def test_busy_while_a_run_is_under_way_or_strips_wait() -> None:
     assert asyncio.run(main()) == [False, True, False]
 
 
+@pytest.mark.parametrize("max_runs", [1, 2])
+def test_up_to_max_runs_batches_run_at_the_same_time(max_runs: int) -> None:
+    run = Recorder(delay_s=0.2)
+
+    async def main() -> float:
+        batcher = Batcher(run, max_batch=1, max_wait_s=0.0, model="m", version=1, max_runs=max_runs)
+        start = time.perf_counter()
+        results = await asyncio.gather(*(batcher.submit(_plane(i)) for i in range(4)))
+        for index, result in enumerate(results):
+            np.testing.assert_array_equal(result.logits, _plane(index) * 2.0)
+        assert not batcher.busy
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    assert run.sizes == [1, 1, 1, 1]
+    assert len(run.threads) == max_runs
+    # Four runs of 0.2 s: 0.8 s one at a time, 0.4 s two at a time.
+    assert 0.8 / max_runs - 0.05 < elapsed < 0.8 / max_runs + 0.3
+
+
+def test_a_batch_starts_beside_a_running_one_only_with_half_a_batch_waiting() -> None:
+    run = Recorder(delay_s=0.3)
+
+    async def main() -> None:
+        batcher = Batcher(run, max_batch=4, max_wait_s=0.0, model="m", version=1, max_runs=2)
+        tasks = [asyncio.create_task(batcher.submit(_plane(0)))]
+        await asyncio.sleep(0.05)
+        tasks.append(asyncio.create_task(batcher.submit(_plane(1))))
+        await asyncio.sleep(0.05)
+        assert run.sizes == [1]  # one strip waiting: it waits for the running batch
+        tasks.append(asyncio.create_task(batcher.submit(_plane(2))))
+        await asyncio.sleep(0.05)
+        assert run.sizes == [1, 2]  # two waiting (half of 4): they start beside it
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+
+
 def test_the_event_loop_keeps_running_during_a_session_run() -> None:
     async def main() -> int:
         batcher = _batcher(Recorder(delay_s=0.3))
@@ -155,3 +193,5 @@ def test_a_retired_batcher_finishes_its_queue_and_still_serves_late_strips() -> 
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         _batcher(Recorder(), max_batch=0)
+    with pytest.raises(ValueError, match="max_runs"):
+        Batcher(Recorder(), max_batch=1, max_wait_s=0.0, model="m", version=1, max_runs=0)

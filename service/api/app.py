@@ -112,5 +112,6 @@ def serving_options(settings: Settings) -> ServingOptions:
         spinning=settings.onnx_spinning,
         max_batch=settings.max_batch,
         max_wait_ms=settings.max_wait_ms,
+        runs=settings.session_runs,
         warmup_runs=settings.warmup_runs,
     )

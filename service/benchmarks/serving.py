@@ -1,10 +1,12 @@
 """Serving benchmark: the raw ONNX Runtime session against the service end to end over HTTP.
 
 Same machine, same run, same model version and session settings: the raw session in this
-process (time per strip at batch 1; strips per second at every batch size 1..MAX_BATCH) and the
-service as its own process (uvicorn on 127.0.0.1, a fresh SQLite database, the batcher as
-configured; one client's latency percentiles; throughput with 1, 4 and 8 concurrent clients,
-each posting a grey PNG strip as a camera gateway does, or its raw buffer). Goals: one client's
+process (time per strip at batch 1; strips per second at every batch size 1..MAX_BATCH, called
+from one thread and from SESSION_RUNS threads at once, as the service may: the best of all is
+the throughput reference) and the service as its own process (uvicorn on 127.0.0.1, a fresh
+SQLite database, the batcher as configured; one client's latency percentiles; throughput with 1,
+4 and 8 concurrent clients, each posting a grey PNG strip as a camera gateway does, or its raw
+buffer). Goals: one client's
 p50 within 1.15x the raw session, 8 clients' throughput at least 0.9x the raw session's best.
 
 The two sides are measured interleaved, so that a host whose speed drifts (these shared machines
@@ -26,9 +28,11 @@ import re
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -48,6 +52,8 @@ from service.inference.inspector import ONNX_FILE
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import OnnxSegmenter
 from service.store import ModelStore
+
+K = TypeVar("K", bound=Hashable)
 
 GOAL_P50_RATIO = 1.15
 GOAL_THROUGHPUT_RATIO = 0.9
@@ -82,12 +88,17 @@ def bench_serving(
         ready_mib = server.resident_mib()
         post_strips(server.port, INSPECT, body.data, body.kind, 5)  # sets up the threads
         raw_1, one, timings = _paired_one_client(raw, server, body, requests)
-        raw_n = {size: _Tally() for size in range(1, settings.max_batch + 1)}
+        callers = sorted({1, settings.session_runs})
+        raw_n = {
+            (size, count): _Tally()
+            for count in callers
+            for size in range(1, settings.max_batch + 1)
+        }
         served = {clients: _Tally() for clients in concurrency}
         for _ in range(rounds):
-            runs = {size: max(2, -(-raw_strips // (rounds * size))) for size in raw_n}
-            for size in _round_robin(runs):
-                raw_n[size].add(raw.timed(size, 1))
+            runs = {key: max(2, -(-raw_strips // (rounds * key[0] * key[1]))) for key in raw_n}
+            for size, count in _round_robin(runs):
+                raw_n[size, count].add(raw.timed_together(size, count))
             for clients, tally in served.items():
                 tally.add(_clients(server, body, clients, max(2, per_client // rounds)))
         memory = {
@@ -95,14 +106,13 @@ def bench_serving(
             "after_load": server.resident_mib(),
             "peak": server.resident_mib("VmHWM"),
         }
-    raw_rates = {size: tally.rate() for size, tally in raw_n.items()}
+    raw_rates = {key: tally.rate() for key, tally in raw_n.items()}
+    best = max(raw_rates, key=raw_rates.__getitem__)
     service_rates = {clients: tally.rate() for clients, tally in served.items()}
     top = max(concurrency)
     ratios = {
         "p50_vs_raw_batch_1": round(statistics.median(one.seconds) / raw_1.median(), 3),
-        f"throughput_{top}_clients_vs_raw_best": round(
-            service_rates[top] / max(raw_rates.values()), 3
-        ),
+        f"throughput_{top}_clients_vs_raw_best": round(service_rates[top] / raw_rates[best], 3),
         "cpu_per_request_one_client_vs_raw_batch_1": round(
             one.cpu_per_item() / raw_1.cpu_per_item(), 3
         ),
@@ -133,9 +143,18 @@ def bench_serving(
         "raw_session": {
             "batch_1_p50_ms": round(raw_1.median() * 1000.0, 2),
             "batch_1_mean_ms": round(statistics.fmean(raw_1.seconds) * 1000.0, 2),
-            "throughput_per_s": raw_rates,
-            "best_batch": max(raw_rates, key=raw_rates.__getitem__),
-            "cpu_ms_per_strip": {1: raw_1.cpu_ms()} | {s: t.cpu_ms() for s, t in raw_n.items()},
+            "throughput_per_s": {
+                f"{count}_callers": {size: raw_rates[size, c] for size, c in raw_n if c == count}
+                for count in callers
+            },
+            "best": {"batch": best[0], "callers": best[1], "per_s": raw_rates[best]},
+            "cpu_ms_per_strip": {"batch_1_one_client": raw_1.cpu_ms()}
+            | {
+                f"{count}_callers": {
+                    size: raw_n[size, c].cpu_ms() for size, c in raw_n if c == count
+                }
+                for count in callers
+            },
         },
         "service": {
             "one_client": {"requests": one.items, **_percentiles(one.seconds)},
@@ -251,9 +270,11 @@ def _clients(server: Server, body: _Body, clients: int, per_client: int) -> _Run
 
 
 class _RawSession:
-    """The version's ONNX Runtime session with the service's settings, warmed at every size."""
+    """The version's ONNX Runtime session with the service's settings, warmed at every size;
+    called from one thread, or from as many at once as the service's SESSION_RUNS."""
 
     def __init__(self, model_path: Path, plane: np.ndarray, settings: Settings) -> None:
+        self.callers = ThreadPoolExecutor(settings.session_runs, thread_name_prefix="raw-caller")
         self.session = OnnxSegmenter(
             model_path,
             settings.onnx_providers,
@@ -267,6 +288,17 @@ class _RawSession:
             for _ in range(settings.warmup_runs):
                 self.session(batch)
 
+    def timed_together(self, size: int, callers: int) -> _Run:
+        """One run of ``size`` strips on each of ``callers`` threads at the same time."""
+        if callers == 1:
+            return self.timed(size, 1)
+        batch = self.batches[size]
+        cpu_start, start = time.process_time(), time.perf_counter()
+        for future in [self.callers.submit(self.session, batch) for _ in range(callers)]:
+            future.result()
+        seconds = time.perf_counter() - start
+        return _Run([seconds], callers * size, time.process_time() - cpu_start)
+
     def timed(self, size: int, runs: int) -> _Run:
         """``runs`` session calls on a batch of ``size`` strips, each timed."""
         batch, seconds = self.batches[size], []
@@ -278,11 +310,11 @@ class _RawSession:
         return _Run(seconds, runs * size, time.process_time() - cpu_start)
 
 
-def _round_robin(runs: dict[int, int]) -> list[int]:
+def _round_robin(runs: dict[K, int]) -> list[K]:
     """Batch sizes in turn until each has its number of runs: every size sees the same minutes
     of the host (the best of sizes measured one after the other favours whichever got the
     fast minute)."""
-    order: list[int] = []
+    order: list[K] = []
     left = dict(runs)
     while left:
         for size in list(left):
@@ -303,6 +335,8 @@ def _server(settings: Settings, tmp: str) -> Iterator[Server]:
         "SPOOL_DIR": str(Path(tmp) / "spool"),
         "MAX_BATCH": str(settings.max_batch),
         "MAX_WAIT_MS": str(settings.max_wait_ms),
+        "SESSION_RUNS": str(settings.session_runs),
+        "POSTPROCESS_THREADS": str(settings.postprocess_threads),
         "WARMUP_RUNS": str(settings.warmup_runs),
         "ONNX_THREADS": str(settings.onnx_threads),
         "ONNX_SPINNING": json.dumps(settings.onnx_spinning),

@@ -61,6 +61,8 @@ class ServingOptions:
     """Whether the session's threads busy-wait between runs (see ``OnnxSegmenter``)."""
     max_batch: int = 8
     max_wait_ms: float = 2.0
+    runs: int = 1
+    """Batches that may run through the session at the same time (see ``Batcher``)."""
     warmup_runs: int = 2
     """Runs of every batch size 1..max_batch before the version is ready."""
 
@@ -129,6 +131,7 @@ class Inspector:
             self.segmenter,
             max_batch=options.max_batch,
             max_wait_s=options.max_wait_ms / 1000.0,
+            max_runs=options.runs,
             model=self.name,
             version=self.version,
         )
