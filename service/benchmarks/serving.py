@@ -333,6 +333,7 @@ def _server(settings: Settings, tmp: str) -> Iterator[Server]:
     env = {
         "DATABASE_URL": database,
         "SPOOL_DIR": str(Path(tmp) / "spool"),
+        "IMAGE_DIR": str(Path(tmp) / "images"),  # kept strips go with the run, not into ./var
         "MAX_BATCH": str(settings.max_batch),
         "MAX_WAIT_MS": str(settings.max_wait_ms),
         "SESSION_RUNS": str(settings.session_runs),
