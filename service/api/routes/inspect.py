@@ -68,12 +68,32 @@ _BATCH_BODY_DOC = {
 _ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 413, 415, 422, 503)}
 
 
+@dataclass(frozen=True)
+class _Finisher:
+    """Where strips become recorded results: the results, and the limiter that lets only
+    ``POSTPROCESS_THREADS`` strips be post-processed and recorded at once.
+
+    On a CPU-bound host every core serves the session's runs; more Python threads than that
+    only fight over the GIL and preempt the session's threads mid-run. Measured with 8 clients
+    on 2 cores: one at a time used 5-20 ms less CPU per strip and served 1-16% more strips per
+    second than up to 40 (four pairs of runs, the host's speed drifting between them).
+    """
+
+    results: ResultRecorder
+    limiter: CapacityLimiter
+
+
+async def get_finisher(results: ResultsDep, finishing: FinishingDep) -> _Finisher:
+    return _Finisher(results, finishing)
+
+
 async def get_uploads(request: Request, services: ServicesDep) -> Uploads:
     limit = services.settings.max_body_bytes
     return await read_uploads(request, limit=limit, max_images=MAX_BATCH_IMAGES)
 
 
 UploadsDep = Annotated[Uploads, Depends(get_uploads)]
+FinisherDep = Annotated[_Finisher, Depends(get_finisher)]
 BatchDep = Annotated[BatchQuery, Query()]
 
 
@@ -85,14 +105,12 @@ async def inspect_strip(
     frame: FrameDep,
     upload: UploadDep,
     model: ModelDep,
-    results: ResultsDep,
-    finishing: FinishingDep,
+    finisher: FinisherDep,
     archive: ImagesDep,
     request: Request,
 ) -> Response:
     """Inspect one strip; a (camera_id, frame_id) seen before returns the stored result."""
     image = Image(upload.content_type, upload.data)
-    finisher = _Finisher(results, finishing)
     row, replay = await _inspect(model, finisher, frame, image, upload.started, upload.received_at)
     model_ref = {"name": row.model_name, "version": row.model_version}
     annotate(request, model=model_ref, replay=replay, timings_ms=row.timings)
@@ -141,8 +159,7 @@ async def inspect_batch(
     source: BatchDep,
     uploads: UploadsDep,
     model: ModelDep,
-    results: ResultsDep,
-    finishing: FinishingDep,
+    finisher: FinisherDep,
     archive: ImagesDep,
     request: Request,
 ) -> Response:
@@ -166,7 +183,6 @@ async def inspect_batch(
         )
     common = source.model_dump(exclude={"frame_id"})
     new: list[tuple[Inspection, Image]] = []
-    finisher = _Finisher(results, finishing)
     items = await asyncio.gather(
         *(
             _batch_item(
@@ -201,21 +217,6 @@ async def _batch_item(
     return BatchItemOut(
         index=index, status=200, replay=replay, result=InspectResponse.from_row(row)
     )
-
-
-@dataclass(frozen=True)
-class _Finisher:
-    """Where strips become recorded results: the results, and the limiter that lets only
-    ``POSTPROCESS_THREADS`` strips be post-processed and recorded at once.
-
-    On a CPU-bound host every core serves the session's runs; more Python threads than that
-    only fight over the GIL and preempt the session's threads mid-run. Measured with 8 clients
-    on 2 cores: one at a time used 5-20 ms less CPU per strip and served 1-16% more strips per
-    second than up to 40 (four pairs of runs, the host's speed drifting between them).
-    """
-
-    results: ResultRecorder
-    limiter: CapacityLimiter
 
 
 async def _inspect(
