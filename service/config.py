@@ -61,8 +61,10 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         le=8,
-        description="batches that may run through the session at the same time (each on its "
-        "own thread); a lone batch still gets every intra-op thread",
+        description="batches that may run at the same time, each on its own thread: a lone "
+        "batch runs on every intra-op thread, batches with company run in lanes (on CPU, a second "
+        "session of the model with ONNX_THREADS / SESSION_RUNS threads), so that concurrent runs "
+        "split the cores instead of preempting each other; 1: one run at a time, no lanes",
     )
     postprocess_threads: int = Field(
         default=0,

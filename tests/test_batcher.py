@@ -195,3 +195,53 @@ def test_settings_are_checked() -> None:
         _batcher(Recorder(), max_batch=0)
     with pytest.raises(ValueError, match="max_runs"):
         Batcher(Recorder(), max_batch=1, max_wait_s=0.0, model="m", version=1, max_runs=0)
+
+
+def _laned(wide: Recorder, lane: Recorder, max_batch: int = 4) -> Batcher:
+    return Batcher(
+        wide,
+        run_in_lane=lane,
+        max_batch=max_batch,
+        max_wait_s=0.0,
+        model="m",
+        version=1,
+        max_runs=2,
+    )
+
+
+def test_a_lone_batch_runs_on_every_thread_and_batches_with_company_in_lanes() -> None:
+    wide, lane = Recorder(delay_s=0.2), Recorder(delay_s=0.2)
+
+    async def main() -> float:
+        batcher = _laned(wide, lane)
+        await batcher.submit(_plane(0))  # nothing else pending: every thread
+        start = time.perf_counter()
+        results = await asyncio.gather(*(batcher.submit(_plane(i)) for i in range(1, 6)))
+        for index, result in enumerate(results, start=1):
+            np.testing.assert_array_equal(result.logits, _plane(index) * 2.0)
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    assert wide.sizes == [1]
+    # Four with one more waiting: a lane; the fifth at once in the other lane, beside it.
+    assert lane.sizes == [4, 1]
+    assert elapsed < 0.35
+
+
+def test_a_lane_batch_starts_beside_one_on_every_thread_only_with_half_a_batch_waiting() -> None:
+    wide, lane = Recorder(delay_s=0.3), Recorder()
+
+    async def main() -> None:
+        batcher = _laned(wide, lane)
+        tasks = [asyncio.create_task(batcher.submit(_plane(0)))]
+        await asyncio.sleep(0.05)
+        tasks.append(asyncio.create_task(batcher.submit(_plane(1))))
+        await asyncio.sleep(0.05)
+        assert lane.sizes == []  # one strip waiting beside a run on every thread: it waits
+        tasks.append(asyncio.create_task(batcher.submit(_plane(2))))
+        await asyncio.sleep(0.05)
+        assert lane.sizes == [2]  # half a batch: it starts in a lane
+        await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    assert wide.sizes == [1]

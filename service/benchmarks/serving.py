@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
+from service.api.app import serving_options
 from service.benchmarks.http_load import (
     Server,
     StripPoster,
@@ -48,7 +50,7 @@ from service.benchmarks.http_load import (
 from service.config import Settings
 from service.db.migrate import upgrade
 from service.inference.decode import RAW_MEDIA_TYPE
-from service.inference.inspector import ONNX_FILE
+from service.inference.inspector import ONNX_FILE, lane_threads, session_threads
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import OnnxSegmenter
 from service.store import ModelStore
@@ -88,17 +90,16 @@ def bench_serving(
         ready_mib = server.resident_mib()
         post_strips(server.port, INSPECT, body.data, body.kind, 5)  # sets up the threads
         raw_1, one, timings = _paired_one_client(raw, server, body, requests)
-        callers = sorted({1, settings.session_runs})
         raw_n = {
-            (size, count): _Tally()
-            for count in callers
+            (size, count, threads): _Tally()
+            for count, threads in raw.ways()
             for size in range(1, settings.max_batch + 1)
         }
         served = {clients: _Tally() for clients in concurrency}
         for _ in range(rounds):
             runs = {key: max(2, -(-raw_strips // (rounds * key[0] * key[1]))) for key in raw_n}
-            for size, count in _round_robin(runs):
-                raw_n[size, count].add(raw.timed_together(size, count))
+            for size, count, threads in _round_robin(runs):
+                raw_n[size, count, threads].add(raw.timed_together(size, count, threads))
             for clients, tally in served.items():
                 tally.add(_clients(server, body, clients, max(2, per_client // rounds)))
         memory = {
@@ -134,7 +135,9 @@ def bench_serving(
         "settings": {
             "max_batch": settings.max_batch,
             "max_wait_ms": settings.max_wait_ms,
-            "onnx_threads": settings.onnx_threads or os.cpu_count(),
+            "onnx_threads": raw.wide,
+            "session_runs": raw.runs,
+            "lane_threads": lane_threads(serving_options(settings)),
             "onnx_spinning": settings.onnx_spinning,
             "onnx_providers": list(settings.onnx_providers),
             "body": f"{body.kind}, grey {spec.width}x{spec.height}, {len(body.data)} bytes",
@@ -144,16 +147,19 @@ def bench_serving(
             "batch_1_p50_ms": round(raw_1.median() * 1000.0, 2),
             "batch_1_mean_ms": round(statistics.fmean(raw_1.seconds) * 1000.0, 2),
             "throughput_per_s": {
-                f"{count}_callers": {size: raw_rates[size, c] for size, c in raw_n if c == count}
-                for count in callers
+                _way(way): {key[0]: raw_rates[key] for key in raw_n if key[1:] == way}
+                for way in raw.ways()
             },
-            "best": {"batch": best[0], "callers": best[1], "per_s": raw_rates[best]},
+            "best": {
+                "batch": best[0],
+                "callers": best[1],
+                "threads_per_run": best[2],
+                "per_s": raw_rates[best],
+            },
             "cpu_ms_per_strip": {"batch_1_one_client": raw_1.cpu_ms()}
             | {
-                f"{count}_callers": {
-                    size: raw_n[size, c].cpu_ms() for size, c in raw_n if c == count
-                }
-                for count in callers
+                _way(way): {k[0]: tally.cpu_ms() for k, tally in raw_n.items() if k[1:] == way}
+                for way in raw.ways()
             },
         },
         "service": {
@@ -270,44 +276,61 @@ def _clients(server: Server, body: _Body, clients: int, per_client: int) -> _Run
 
 
 class _RawSession:
-    """The version's ONNX Runtime session with the service's settings, warmed at every size;
-    called from one thread, or from as many at once as the service's SESSION_RUNS."""
+    """The version's ONNX Runtime sessions as the service makes them (every thread, and the
+    lane session where it has lanes), warmed at every size; called from one thread, or from as
+    many at once as the service's SESSION_RUNS."""
 
     def __init__(self, model_path: Path, plane: np.ndarray, settings: Settings) -> None:
-        self.callers = ThreadPoolExecutor(settings.session_runs, thread_name_prefix="raw-caller")
-        self.session = OnnxSegmenter(
-            model_path,
-            settings.onnx_providers,
-            settings.onnx_threads or None,
-            settings.onnx_spinning,
-        )
+        options = serving_options(settings)
+        self.runs = options.runs
+        self.callers = ThreadPoolExecutor(options.runs, thread_name_prefix="raw-caller")
+        self.wide = session_threads(options)
+        self.sessions = {
+            threads: OnnxSegmenter(model_path, options.providers, threads, options.spinning)
+            for threads in {self.wide, lane_threads(options) or self.wide}
+        }
         self.batches = {
             size: np.repeat(plane, size, axis=0) for size in range(1, settings.max_batch + 1)
         }
-        for batch in self.batches.values():
+        for session, batch in itertools.product(self.sessions.values(), self.batches.values()):
             for _ in range(settings.warmup_runs):
-                self.session(batch)
+                session(batch)
 
-    def timed_together(self, size: int, callers: int) -> _Run:
-        """One run of ``size`` strips on each of ``callers`` threads at the same time."""
+    def ways(self) -> list[tuple[int, int]]:
+        """(callers, intra-op threads of each run): the session with every thread from one
+        caller and from SESSION_RUNS callers, the lane session from SESSION_RUNS callers."""
+        wide = sorted({(1, self.wide), (self.runs, self.wide)})
+        return wide + [(self.runs, threads) for threads in self.sessions if threads != self.wide]
+
+    def timed_together(self, size: int, callers: int, threads: int) -> _Run:
+        """One run of ``size`` strips on each of ``callers`` threads at the same time, through
+        the session with ``threads`` intra-op threads."""
+        session = self.sessions[threads]
         if callers == 1:
-            return self.timed(size, 1)
+            return self.timed(size, 1, session)
         batch = self.batches[size]
         cpu_start, start = time.process_time(), time.perf_counter()
-        for future in [self.callers.submit(self.session, batch) for _ in range(callers)]:
+        for future in [self.callers.submit(session, batch) for _ in range(callers)]:
             future.result()
         seconds = time.perf_counter() - start
         return _Run([seconds], callers * size, time.process_time() - cpu_start)
 
-    def timed(self, size: int, runs: int) -> _Run:
-        """``runs`` session calls on a batch of ``size`` strips, each timed."""
+    def timed(self, size: int, runs: int, session: OnnxSegmenter | None = None) -> _Run:
+        """``runs`` session calls on a batch of ``size`` strips, each timed (by default through
+        the session with every thread, as a lone strip in the service)."""
+        session = session or self.sessions[self.wide]
         batch, seconds = self.batches[size], []
         cpu_start = time.process_time()
         for _ in range(runs):
             start = time.perf_counter()
-            self.session(batch)
+            session(batch)
             seconds.append(time.perf_counter() - start)
         return _Run(seconds, runs * size, time.process_time() - cpu_start)
+
+
+def _way(way: tuple[int, int]) -> str:
+    callers, threads = way
+    return f"{callers}_callers_{threads}_threads_each"
 
 
 def _round_robin(runs: dict[K, int]) -> list[K]:

@@ -10,13 +10,17 @@ Waiting only for announced strips keeps a lone client from paying ``max_wait_s``
 request, while concurrent clients still fill batches: a strip that arrives while a batch runs
 joins the next one.
 
-Up to ``max_runs`` batches run at the same time, each on its own thread, through the same
-session (ONNX Runtime sessions take concurrent runs and share their intra-op threads). A lone
-batch gets every intra-op thread; under load, two runs keep both cores busy through each other's
-serial stretches and through the Python work that preempts one of them: on 2 cores two callers
-of a 2-thread session did 12.5 strips/s against one caller's 11.0 (batches of 4). A batch starts
-beside a running one only once half a batch is waiting: started at once, they ran one or two
-strips each (mean 1.8 with 8 clients), which costs more per strip than the overlap saves.
+Up to ``max_runs`` batches run at the same time, each on its own thread. Where the model has
+lanes (``run_in_lane``: a second session of the same model whose intra-op threads are the cores'
+share of one run), a lone batch — nothing else running, waiting or being decoded — runs on the
+session with every thread, and a batch with company runs in a lane, at once, beside the others:
+runs that split the cores between them waste none on each other. On 2 cores, raw ONNX Runtime
+did 22.8 strips/s as two one-thread callers (batches of 4, 84 ms CPU per strip) against 21.1 as
+one two-thread caller (88 ms) and 18.8 as two two-thread callers (103 ms: each preempts the
+other's intra-op threads mid-run). Without lanes every batch goes through the one session, and
+a batch starts beside a running one only once half a batch is waiting: started at once, they ran
+one or two strips each, which costs more per strip than the overlap saves; the same holds for a
+lane run starting beside a batch that runs on every thread.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class Batcher:
         model: str,
         version: int,
         max_runs: int = 1,
+        run_in_lane: RunBatch | None = None,
     ) -> None:
         if max_batch < 1 or max_wait_s < 0 or max_runs < 1:
             raise ValueError(
@@ -76,12 +81,14 @@ class Batcher:
             )
         self.max_batch, self.max_wait_s, self.max_runs = max_batch, max_wait_s, max_runs
         self._beside = max(1, max_batch // 2)
-        """Strips that must be waiting for a batch to start while another one runs."""
-        self._run = run
+        """Strips that must be waiting for a batch to start beside one that has every thread."""
+        self._run, self._run_in_lane = run, run_in_lane
         self._model, self._version = model, version
         self._waiting: deque[_Waiting] = deque()
         self._announced = 0
         self._running = 0
+        self._running_wide = 0
+        """Of ``_running``, the runs on every thread (all of them where there are no lanes)."""
         self._runs: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
@@ -133,7 +140,7 @@ class Batcher:
             if (
                 not self._waiting
                 or self._running >= self.max_runs
-                or (self._running > 0 and len(self._waiting) < self._beside)
+                or (self._running_wide > 0 and len(self._waiting) < self._beside)
             ):
                 self._wake.clear()
                 await self._wake.wait()
@@ -145,8 +152,12 @@ class Batcher:
             metrics.set_queue_depth(self._model, self._version, len(self._waiting))
             live = [item for item in batch if not item.future.cancelled()]
             if live:
+                wide = self._run_in_lane is None or not (
+                    self._running or self._waiting or self._announced
+                )
                 self._running += 1
-                task = loop.create_task(self._run_batch(live))
+                self._running_wide += int(wide)
+                task = loop.create_task(self._run_batch(live, wide))
                 self._runs.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(self._runs.discard)
 
@@ -160,12 +171,14 @@ class Batcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
-    async def _run_batch(self, batch: list[_Waiting]) -> None:
+    async def _run_batch(self, batch: list[_Waiting], wide: bool) -> None:
+        """Run ``batch`` on every thread (``wide``) or in a lane, and hand out its logits."""
         started = time.perf_counter()
         planes = [item.plane for item in batch]
+        run = self._run if wide or self._run_in_lane is None else self._run_in_lane
         loop = asyncio.get_running_loop()
         try:
-            logits = await loop.run_in_executor(self._threads, self._infer, planes)
+            logits = await loop.run_in_executor(self._threads, self._infer, run, planes)
         except Exception as error:  # the session failed: every request of the batch hears why
             for item in batch:
                 if not item.future.done():
@@ -173,6 +186,7 @@ class Batcher:
             return
         finally:
             self._running -= 1
+            self._running_wide -= int(wide)
             self._wake.set()
         seconds = time.perf_counter() - started
         waits = [started - item.since for item in batch]
@@ -181,6 +195,7 @@ class Batcher:
             if not item.future.done():
                 item.future.set_result(BatchResult(logits[index], wait * 1000.0, seconds * 1000.0))
 
-    def _infer(self, planes: list[np.ndarray]) -> np.ndarray:
+    @staticmethod
+    def _infer(run: RunBatch, planes: list[np.ndarray]) -> np.ndarray:
         batch = planes[0][np.newaxis] if len(planes) == 1 else np.stack(planes)
-        return self._run(batch)
+        return run(batch)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from service.inference.batcher import Batcher, BatchResult
 from service.inference.decode import decode_strip
 from service.inference.postprocess import LogitCut, mean_probability
 from service.inference.preprocess import prepare_batch
-from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter
+from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter, available_providers
 from service.metrics import set_live_model
 from service.store import Manifest, ModelStore, ModelVersion
 
@@ -62,9 +64,26 @@ class ServingOptions:
     max_batch: int = 8
     max_wait_ms: float = 2.0
     runs: int = 1
-    """Batches that may run through the session at the same time (see ``Batcher``)."""
+    """Batches that may run at the same time (see ``Batcher`` and ``lane_threads``)."""
     warmup_runs: int = 2
     """Runs of every batch size 1..max_batch before the version is ready."""
+
+
+def session_threads(options: ServingOptions) -> int:
+    """Intra-op threads of the session that runs lone batches: as configured, else the cores."""
+    return options.threads or os.cpu_count() or 1
+
+
+def lane_threads(options: ServingOptions) -> int | None:
+    """Intra-op threads of the lane session (``runs`` batches at once share the cores), or None
+    where there are no lanes: one run at a time, one thread, or a GPU provider (its runs do not
+    split the cores, and a second session would take a second copy of the model's GPU memory).
+    """
+    threads = session_threads(options)
+    on_cpu_only = available_providers(options.providers) == ["CPUExecutionProvider"]
+    if options.runs < 2 or threads < 2 or not on_cpu_only:
+        return None
+    return max(1, threads // options.runs)
 
 
 @dataclass(frozen=True)
@@ -119,16 +138,12 @@ class Inspector:
                 f"post-processing rules {[r.class_id for r in self._rules]} disagree"
             )
         self._cuts = [LogitCut.of(rule) for rule in self._rules]
-        try:
-            self.segmenter = OnnxSegmenter(
-                version.file(ONNX_FILE), options.providers, options.threads, options.spinning
-            )
-        except Exception as error:  # ONNX Runtime raises its own types for unreadable models
-            raise ModelLoadError(
-                f"{self.name} v{self.version}: ONNX Runtime cannot load {ONNX_FILE}: {error}"
-            ) from error
+        self.segmenter = self._session(version, session_threads(options))
+        lanes = lane_threads(options)
+        self.lane_segmenter = None if lanes is None else self._session(version, lanes)
         self.batcher = Batcher(
             self.segmenter,
+            run_in_lane=self.lane_segmenter,
             max_batch=options.max_batch,
             max_wait_s=options.max_wait_ms / 1000.0,
             max_runs=options.runs,
@@ -136,6 +151,16 @@ class Inspector:
             version=self.version,
         )
         self.warmed = False
+
+    def _session(self, version: ModelVersion, threads: int) -> OnnxSegmenter:
+        try:
+            return OnnxSegmenter(
+                version.file(ONNX_FILE), self.options.providers, threads, self.options.spinning
+            )
+        except Exception as error:  # ONNX Runtime raises its own types for unreadable models
+            raise ModelLoadError(
+                f"{self.name} v{self.version}: ONNX Runtime cannot load {ONNX_FILE}: {error}"
+            ) from error
 
     @classmethod
     def load(
@@ -160,17 +185,19 @@ class Inspector:
         return self.manifest.input.height, self.manifest.input.width
 
     def warm_up(self) -> None:
-        """Run blank batches of every size the batcher may form, and check the output shape.
+        """Run blank batches of every size the batcher may form through each session (the
+        lanes' too), and check the output shape.
 
         ONNX Runtime's first runs of each input shape are slow (memory arenas grow, kernels are
         chosen); doing them here keeps them off the first requests after a start or a swap.
         """
         plane = prepare_batch([np.zeros(self.shape, dtype=np.uint8)], self.manifest.input)[0]
+        sessions = [s for s in (self.segmenter, self.lane_segmenter) if s is not None]
         for size in range(1, self.options.max_batch + 1):
             batch = np.repeat(plane[np.newaxis], size, axis=0)
             try:
-                for _ in range(self.options.warmup_runs):
-                    logits = self.segmenter(batch)
+                for _, session in itertools.product(range(self.options.warmup_runs), sessions):
+                    logits = session(batch)
             except Exception as error:  # e.g. an input the manifest describes wrongly
                 raise ModelLoadError(
                     f"{self.name} v{self.version}: a blank batch of {size} fails: {error}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,22 @@ def available_providers(requested: Sequence[str]) -> list[str]:
     return [*chosen, "CPUExecutionProvider"]
 
 
+@functools.cache
+def _shared_cpu_arena() -> None:
+    """Register one CPU arena with ONNX Runtime's environment, for every session to share.
+
+    An arena keeps the most memory its session's runs ever needed at once, and sessions do not
+    run at their peaks at the same time (a lone batch on every thread, batches in lanes, the old
+    and new version during a promotion). Measured with the two sessions of the service's lanes
+    warmed at batches 1..8 of 256x1600 strips: 637 MiB resident with one shared arena against
+    1,115 with one each, at the same speed (without an arena runs took twice the CPU).
+    """
+    memory = ort.OrtMemoryInfo(
+        "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+    )
+    ort.create_and_register_allocator(memory, ort.OrtArenaCfg(0, -1, -1, -1))
+
+
 class OnnxSegmenter:
     """Runs (N, C, H, W) float32 batches through a segmentation ONNX model to logits.
 
@@ -31,6 +48,9 @@ class OnnxSegmenter:
     Memory patterns (planned allocations, cached per input shape) are off: with batches of
     every size 1..8 of 256x1600 strips they grew the process to about 940 MiB against 550
     without, for no measurable speed-up.
+
+    Every session's CPU tensors come from one arena shared by the whole process (see
+    ``_shared_cpu_arena``), not one arena per session.
     """
 
     def __init__(
@@ -45,6 +65,8 @@ class OnnxSegmenter:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         options.enable_mem_pattern = False
+        _shared_cpu_arena()
+        options.add_session_config_entry("session.use_env_allocators", "1")
         self.session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=available_providers(providers)
         )

@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service import rle
-from service.inference.inspector import Inspector, ServingOptions
+from service.inference import runtime
+from service.inference.inspector import Inspector, ServingOptions, lane_threads
 from service.inference.postprocess import probabilities_to_masks, sigmoid
 from service.inference.runtime import OnnxSegmenter
 from service.store import ModelStore
@@ -36,6 +37,44 @@ def test_every_batch_size_is_warmed_before_the_version_is_ready(
     inspector = Inspector.load(model_store, "probe", "production", options)
     assert sizes == [1, 1, 2, 2, 3, 3]
     assert inspector.warmed
+
+
+def test_with_lanes_both_sessions_are_warmed_at_every_batch_size(
+    model_store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[tuple[int, int]] = []
+    run = OnnxSegmenter.__call__
+
+    def recording(self: OnnxSegmenter, batch: np.ndarray) -> np.ndarray:
+        runs.append((self.session.get_session_options().intra_op_num_threads, len(batch)))
+        return run(self, batch)
+
+    monkeypatch.setattr(OnnxSegmenter, "__call__", recording)
+    options = ServingOptions(max_batch=2, warmup_runs=1, threads=2, runs=2)
+    inspector = Inspector.load(model_store, "probe", "production", options)
+    assert inspector.lane_segmenter is not None
+    assert sorted(runs) == [(1, 1), (1, 2), (2, 1), (2, 2)]  # lanes: 2 threads / 2 runs
+
+
+@pytest.mark.parametrize(
+    ("runs", "threads", "offered", "lanes"),
+    [
+        (2, 2, ["CPUExecutionProvider"], 1),
+        (2, 16, ["CPUExecutionProvider"], 8),
+        (3, 2, ["CPUExecutionProvider"], 1),
+        (1, 2, ["CPUExecutionProvider"], None),  # one run at a time
+        (2, 1, ["CPUExecutionProvider"], None),  # nothing to split
+        (2, 2, ["CUDAExecutionProvider", "CPUExecutionProvider"], None),
+    ],
+)
+def test_lanes_split_the_cpu_threads_between_the_runs(
+    runs: int, threads: int, offered: list[str], lanes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: offered)
+    options = ServingOptions(
+        providers=("CUDAExecutionProvider", "CPUExecutionProvider"), threads=threads, runs=runs
+    )
+    assert lane_threads(options) == lanes
 
 
 @pytest.mark.parametrize("busy", [False, True], ids=["classes-on-2-threads", "one-thread"])

@@ -32,7 +32,7 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
         model_name="probe",
         data_root=tmp_path / "no-data",
         max_batch=2,
-        onnx_threads=1,
+        onnx_threads=2,
         warmup_runs=1,
     )
     summary = bench_serving(settings, requests=20, per_client=3, concurrency=(1, 2), raw_strips=4)
@@ -42,9 +42,14 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
     assert set(service["throughput_per_s"]) == {1, 2}  # type: ignore[index]
     assert service["resident_mib"]["ready"] > 10  # type: ignore[index]
     raw = summary["raw_session"]
-    # One caller, and as many at once as the service runs batches (SESSION_RUNS, 2 by default).
-    assert raw["throughput_per_s"].keys() == {"1_callers", "2_callers"}  # type: ignore[index]
-    assert set(raw["throughput_per_s"]["2_callers"]) == {1, 2}  # type: ignore[index]
+    # The session with every thread from one caller and from as many at once as the service runs
+    # batches (SESSION_RUNS, 2 by default); the lane session (2 threads / 2 runs) from as many.
+    assert raw["throughput_per_s"].keys() == {  # type: ignore[index]
+        "1_callers_2_threads_each",
+        "2_callers_2_threads_each",
+        "2_callers_1_threads_each",
+    }
+    assert set(raw["throughput_per_s"]["2_callers_1_threads_each"]) == {1, 2}  # type: ignore[index]
     assert raw["best"]["per_s"] > 0  # type: ignore[index]
     assert {"p50_vs_raw_batch_1", "throughput_2_clients_vs_raw_best"} <= set(summary["ratios"])  # type: ignore[arg-type]
 
