@@ -82,8 +82,8 @@ def bench_serving(
     spec = version.manifest.input
     strip = _strip(settings.data_root, (spec.height, spec.width))
     body = _body(strip, body_format)
-    raw = _RawSession(version.file(ONNX_FILE), prepare_batch([strip], spec), settings)
     with (
+        _RawSession(version.file(ONNX_FILE), prepare_batch([strip], spec), settings) as raw,
         tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp,
         _server(settings, tmp) as server,
     ):
@@ -295,6 +295,12 @@ class _RawSession:
         for session, batch in itertools.product(self.sessions.values(), self.batches.values()):
             for _ in range(settings.warmup_runs):
                 session(batch)
+
+    def __enter__(self) -> _RawSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.callers.shutdown()
 
     def ways(self) -> list[tuple[int, int]]:
         """(callers, intra-op threads of each run): the session with every thread from one
