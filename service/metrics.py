@@ -56,6 +56,12 @@ BATCH_SIZE = Histogram(
     ["model", "version"],
     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
 )
+SESSION_RUNS = Counter(
+    "strip_inspection_session_runs_total",
+    "Batched session runs, by model, version and session: every_thread (a lone batch) or lane "
+    "(a batch with company, on the cores' share of one run).",
+    ["model", "version", "session"],
+)
 IMAGES_INSPECTED = Counter(
     "strip_inspection_images_inspected_total",
     "Strips run through the model (idempotent replays are not counted), by model and version.",
@@ -96,10 +102,13 @@ def observe_request(route: str, method: str, status: int, seconds: float) -> Non
     REQUEST_DURATION.labels(route, method).observe(seconds)
 
 
-def observe_batch(model: str, version: int, seconds: float, queue_waits: Iterable[float]) -> None:
-    """One session run and how long each of its strips waited for it."""
+def observe_batch(
+    model: str, version: int, seconds: float, queue_waits: Iterable[float], *, in_lane: bool
+) -> None:
+    """One session run, whether it ran in a lane, and how long each of its strips waited."""
     labels = (model, str(version))
     INFERENCE_DURATION.labels(*labels).observe(seconds)
+    SESSION_RUNS.labels(*labels, "lane" if in_lane else "every_thread").inc()
     waits = list(queue_waits)
     BATCH_SIZE.labels(*labels).observe(len(waits))
     for wait in waits:

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from service.inference.batcher import Batcher
 
@@ -197,13 +198,17 @@ def test_settings_are_checked() -> None:
         Batcher(Recorder(), max_batch=1, max_wait_s=0.0, model="m", version=1, max_runs=0)
 
 
+RUNS = "strip_inspection_session_runs_total"
+SESSIONS = ("every_thread", "lane")
+
+
 def _laned(wide: Recorder, lane: Recorder, max_batch: int = 4) -> Batcher:
     return Batcher(
         wide,
         run_in_lane=lane,
         max_batch=max_batch,
         max_wait_s=0.0,
-        model="m",
+        model="laned",
         version=1,
         max_runs=2,
     )
@@ -221,11 +226,16 @@ def test_a_lone_batch_runs_on_every_thread_and_batches_with_company_in_lanes() -
             np.testing.assert_array_equal(result.logits, _plane(index) * 2.0)
         return time.perf_counter() - start
 
+    runs = REGISTRY.get_sample_value
+    labels = {"model": "laned", "version": "1"}
+    before = {name: runs(RUNS, labels | {"session": name}) or 0.0 for name in SESSIONS}
     elapsed = asyncio.run(main())
     assert wide.sizes == [1]
     # Four with one more waiting: a lane; the fifth at once in the other lane, beside it.
     assert lane.sizes == [4, 1]
     assert elapsed < 0.35
+    after = {name: runs(RUNS, labels | {"session": name}) for name in SESSIONS}
+    assert {name: after[name] - before[name] for name in SESSIONS} == {"every_thread": 1, "lane": 2}
 
 
 def test_a_lane_batch_starts_beside_one_on_every_thread_only_with_half_a_batch_waiting() -> None:

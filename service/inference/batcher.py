@@ -152,12 +152,11 @@ class Batcher:
             metrics.set_queue_depth(self._model, self._version, len(self._waiting))
             live = [item for item in batch if not item.future.cancelled()]
             if live:
-                wide = self._run_in_lane is None or not (
-                    self._running or self._waiting or self._announced
-                )
+                company = self._running or self._waiting or self._announced
+                run = (self._run_in_lane if company else None) or self._run
                 self._running += 1
-                self._running_wide += int(wide)
-                task = loop.create_task(self._run_batch(live, wide))
+                self._running_wide += int(run is self._run)
+                task = loop.create_task(self._run_batch(live, run))
                 self._runs.add(task)  # the loop keeps only weak references to tasks
                 task.add_done_callback(self._runs.discard)
 
@@ -171,11 +170,11 @@ class Batcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
 
-    async def _run_batch(self, batch: list[_Waiting], wide: bool) -> None:
-        """Run ``batch`` on every thread (``wide``) or in a lane, and hand out its logits."""
+    async def _run_batch(self, batch: list[_Waiting], run: RunBatch) -> None:
+        """Run ``batch`` through ``run`` (every thread, or a lane) and hand out its logits."""
         started = time.perf_counter()
         planes = [item.plane for item in batch]
-        run = self._run if wide or self._run_in_lane is None else self._run_in_lane
+        wide = run is self._run
         loop = asyncio.get_running_loop()
         try:
             logits = await loop.run_in_executor(self._threads, self._infer, run, planes)
@@ -190,7 +189,7 @@ class Batcher:
             self._wake.set()
         seconds = time.perf_counter() - started
         waits = [started - item.since for item in batch]
-        metrics.observe_batch(self._model, self._version, seconds, waits)
+        metrics.observe_batch(self._model, self._version, seconds, waits, in_lane=not wide)
         for index, (item, wait) in enumerate(zip(batch, waits, strict=True)):
             if not item.future.done():
                 item.future.set_result(BatchResult(logits[index], wait * 1000.0, seconds * 1000.0))

@@ -147,6 +147,8 @@ def test_queue_and_batch_metrics_are_labelled_by_model_and_version(client: TestC
         'strip_inspection_queue_wait_seconds_count{model="probe",version="1"}',
         'strip_inspection_batch_size_bucket{le="1.0",model="probe",version="1"}',
         'strip_inspection_inference_duration_seconds_count{model="probe",version="1"}',
+        # A lone strip: nothing else pending, so it ran on every thread.
+        'strip_inspection_session_runs_total{model="probe",session="every_thread",version="1"}',
     ):
         assert series in text, series
 
