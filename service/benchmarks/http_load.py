@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,10 +110,18 @@ def _wait_ready(
 
 
 class StripPoster:
-    """One keep-alive connection that posts a body and records what came back in ``run``."""
+    """One keep-alive connection that posts a body and records what came back in ``run``.
+
+    Each post is a new frame: ``path`` (with its query string) gets a ``frame_id`` of its own,
+    as a camera gateway sends, so that the service's replay lookup runs as in production.
+    """
 
     def __init__(self, port: int, path: str, body: bytes, content_type: str) -> None:
-        self.path, self.body = path, body
+        if "?" not in path:
+            raise ValueError(f"{path!r} needs its query string (camera_id) to add frame ids to")
+        gateway = uuid.uuid4().hex[:12]
+        self.paths = (f"{path}&frame_id={gateway}-{frame}" for frame in itertools.count())
+        self.body = body
         self.headers = {"Content-Type": content_type}
         self.connection = http.client.HTTPConnection(HOST, port, timeout=60)
         self.run = ClientRun()
@@ -119,7 +129,7 @@ class StripPoster:
     def post(self) -> None:
         start = time.perf_counter()
         try:
-            self.connection.request("POST", self.path, body=self.body, headers=self.headers)
+            self.connection.request("POST", next(self.paths), body=self.body, headers=self.headers)
             response = self.connection.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as error:

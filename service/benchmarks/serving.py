@@ -6,7 +6,7 @@ from one thread and from SESSION_RUNS threads at once, as the service may: the b
 the throughput reference) and the service as its own process (uvicorn on 127.0.0.1, a fresh
 SQLite database, the batcher as configured; one client's latency percentiles; throughput with 1,
 4 and 8 concurrent clients, each posting a grey PNG strip as a camera gateway does, or its raw
-buffer). Goals: one client's
+buffer, every request a new frame with its own frame_id). Goals: one client's
 p50 within 1.15x the raw session, 8 clients' throughput at least 0.9x the raw session's best.
 
 The two sides are measured interleaved, so that a host whose speed drifts (these shared machines

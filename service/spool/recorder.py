@@ -15,7 +15,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db import Inspection, find_inspection, insert_inspection, ping
+from service.db import (
+    Inspection,
+    frame_inspection_id,
+    get_inspection,
+    insert_inspection,
+    ping,
+)
 from service.metrics import count_database_write_failure, count_spool_rejected
 from service.spool import records
 from service.spool.spool import Spool
@@ -75,8 +81,12 @@ class ResultRecorder:
         if self._down is not None:
             return None
         try:
+            with self._engine.connect() as connection:
+                found = frame_inspection_id(connection, camera_id=camera_id, frame_id=frame_id)
+            if found is None:
+                return None
             with self._sessions() as session:
-                return find_inspection(session, camera_id=camera_id, frame_id=frame_id)
+                return get_inspection(session, inspection_id=found)
         except SQLAlchemyError as error:
             self._mark_down(error)
             return None

@@ -16,6 +16,7 @@ from service.db import (
     Base,
     Inspection,
     InvalidCursor,
+    frame_inspection_id,
     insert_inspection,
     list_inspections,
     make_engine,
@@ -94,6 +95,16 @@ def test_the_same_frame_is_recorded_once(engine: Engine) -> None:
     second, created_again = _record(engine, frame_id=frame, defects=[])
     assert created and not created_again
     assert second.id == first.id and second.has_defect is True
+
+
+def test_a_frame_s_inspection_id_is_found_by_camera_and_frame(engine: Engine) -> None:
+    frame = uuid.uuid4().hex
+    with engine.connect() as connection:
+        assert frame_inspection_id(connection, camera_id="cam-db", frame_id=frame) is None
+    row, _ = _record(engine, frame_id=frame)
+    with engine.connect() as connection:
+        assert frame_inspection_id(connection, camera_id="cam-db", frame_id=frame) == row.id
+        assert frame_inspection_id(connection, camera_id="other", frame_id=frame) is None
 
 
 def _after_everything(engine: Engine) -> datetime:
