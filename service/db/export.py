@@ -16,8 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.filters import InspectionFilter
-from service.db.inspections import DefectValues
 from service.db.models import Defect, Inspection
+from service.defects import DefectValues
 
 BATCH = 1000
 

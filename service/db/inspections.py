@@ -23,7 +23,7 @@ from service.db.rollup import count_inspection
 
 
 class DefectFields(Protocol):
-    """What a defect must carry to be recorded (the inference layer's Defect has these)."""
+    """What a defect must carry to be recorded (service.defects.DefectValues has these)."""
 
     @property
     def class_id(self) -> int: ...
@@ -37,18 +37,6 @@ class DefectFields(Protocol):
     def score(self) -> float: ...
     @property
     def bbox(self) -> tuple[int, int, int, int]: ...
-
-
-@dataclass(frozen=True)
-class DefectValues:
-    """A defect's plain values, no session attached (exports, spooled results)."""
-
-    class_id: int
-    class_name: str
-    encoded_pixels: str
-    area_px: int
-    score: float
-    bbox: tuple[int, int, int, int]
 
 
 class InvalidCursor(ValueError):

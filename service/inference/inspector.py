@@ -23,6 +23,7 @@ import anyio.to_thread
 import numpy as np
 
 from service import rle
+from service.defects import DefectValues
 from service.inference.batcher import Batcher, BatchResult
 from service.inference.decode import decode_strip
 from service.inference.postprocess import LogitCut, mean_probability
@@ -87,17 +88,6 @@ def lane_threads(options: ServingOptions) -> int | None:
 
 
 @dataclass(frozen=True)
-class Defect:
-    class_id: int
-    class_name: str
-    encoded_pixels: str
-    area_px: int
-    score: float
-    bbox: tuple[int, int, int, int]
-    """Inclusive pixel bounds (x_min, y_min, x_max, y_max): x is the column, y the row."""
-
-
-@dataclass(frozen=True)
 class Decoded:
     """A strip decoded into the model's input plane, with the time that took."""
 
@@ -107,7 +97,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Findings:
-    defects: list[Defect]
+    defects: list[DefectValues]
     decode_ms: float
     queue_ms: float
     inference_ms: float
@@ -217,7 +207,7 @@ class Inspector:
         strip = decode_strip(data, content_type, height=self.shape[0], width=self.shape[1])
         return prepare_batch([strip], self.manifest.input)[0]
 
-    def find_defects(self, logits: np.ndarray) -> list[Defect]:
+    def find_defects(self, logits: np.ndarray) -> list[DefectValues]:
         """(classes, H', W') logits of one strip -> its defects, ordered by class id.
 
         The masks are those of ``probabilities_to_masks(sigmoid(logits))`` (what evaluation
@@ -231,7 +221,7 @@ class Inspector:
         height, width = self.shape
         channels = range(len(self._rules))
 
-        def defect_of(channel: int) -> Defect | None:
+        def defect_of(channel: int) -> DefectValues | None:
             return self._class_defect(channel, logits[channel, :height, :width])
 
         found = (
@@ -241,7 +231,7 @@ class Inspector:
         )
         return [defect for defect in found if defect is not None]
 
-    def _class_defect(self, channel: int, class_logits: np.ndarray) -> Defect | None:
+    def _class_defect(self, channel: int, class_logits: np.ndarray) -> DefectValues | None:
         rule, cut = self._rules[channel], self._cuts[channel]
         mask = cut.mask(class_logits)
         area = int(np.count_nonzero(mask))
@@ -249,7 +239,7 @@ class Inspector:
             return None
         rows = np.flatnonzero(mask.any(axis=1))
         columns = np.flatnonzero(mask.any(axis=0))
-        return Defect(
+        return DefectValues(
             class_id=rule.class_id,
             class_name=self._class_names[rule.class_id],
             encoded_pixels=rle.encode(mask),

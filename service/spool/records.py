@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from service.db import Inspection, new_inspection
-from service.db.inspections import DefectValues
+from service.defects import DefectValues
 
 FORMAT = 1
 """Written into every record; a record of another format is refused, not guessed at."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.db import Inspection, new_inspection
-from service.db.inspections import DefectValues
+from service.defects import DefectValues
 from service.spool import Spool, SpoolUnavailable
 from service.spool import spool as spool_module
 from service.spool.records import RecordError, decode, encode, key_of
