@@ -45,10 +45,16 @@ _TABLE_LIMIT = 1 << 19
 
 @functools.cache
 def _decimals() -> np.ndarray:
-    """The decimal text of 0 .. _TABLE_LIMIT - 1 as fixed-width bytes: 3 MB, built once in
-    about 0.2 s (the API calls ``warm_up`` while it warms the model)."""
+    """Each number below _TABLE_LIMIT as its decimal digits and a space, NUL-padded to 8 bytes
+    and viewed as one uint64: 4 MB, built once in about 0.2 s (the API calls ``warm_up`` while
+    it warms the model)."""
     text = " ".join(map(str, range(_TABLE_LIMIT))).encode("ascii")
-    return np.array(text.split(), dtype=f"S{len(str(_TABLE_LIMIT - 1))}")
+    digits = np.array(text.split(), dtype="S7")  # at most 6 digits, then room for the space
+    spaced = np.zeros((_TABLE_LIMIT, 8), dtype=np.uint8)
+    spaced[:, :7] = digits.view(np.uint8).reshape(_TABLE_LIMIT, 7)
+    lengths = np.char.str_len(digits)
+    spaced[np.arange(_TABLE_LIMIT), lengths] = ord(" ")
+    return spaced.view(np.uint64).ravel()
 
 
 def warm_up() -> None:
@@ -59,18 +65,13 @@ def warm_up() -> None:
 def _join_ints(values: np.ndarray) -> str:
     """Format positive integers as space-separated decimals.
 
-    Through the table, as bytes in numpy: each number's fixed-width digits get a space after
-    them and the padding is squeezed out, no Python object per number (7,800 runs: 0.18 ms,
-    against 0.43 for joining the table's entries as ``bytes`` and 1.1 for ``str`` of a list).
+    One 8-byte gather per number from the table, then the NUL padding squeezed out, no Python
+    object per number (7,800 runs: 0.10 ms against 0.17 for gathering bare digits and adding
+    the spaces after, 1.1 for ``str`` of a list).
     """
     if int(values.max()) >= _TABLE_LIMIT:
         return repr(values.tolist())[1:-1].replace(",", "")
-    digits = _decimals()[values]
-    width = digits.dtype.itemsize
-    spaced = np.empty((values.size, width + 1), dtype=np.uint8)
-    spaced[:, :width] = digits.view(np.uint8).reshape(values.size, width)
-    spaced[:, width] = ord(" ")
-    text = spaced.ravel()
+    text = _decimals()[values].view(np.uint8)
     return text[text != 0][:-1].tobytes().decode("ascii")
 
 

@@ -50,7 +50,7 @@ def test_every_float_around_the_flip_and_the_band_edges_agrees(threshold: float)
             continue
         values = _neighbourhood(np.float32(centre), 200_000)
         expected = sigmoid(values) > np.float32(threshold)
-        np.testing.assert_array_equal(cut.mask(values[np.newaxis]), expected[np.newaxis])
+        np.testing.assert_array_equal(cut.select(values[np.newaxis])[0], expected[np.newaxis])
 
 
 def test_the_band_is_thin() -> None:
@@ -74,7 +74,8 @@ def test_strips_of_logits_give_the_evaluation_masks() -> None:
     logits[near] = (centres[:, None, None] + jitter).astype(np.float32)[near]
     expected = probabilities_to_masks(sigmoid(logits), rules)
     for channel, cut in enumerate(cuts):
-        mask = cut.mask(logits[channel])
+        mask, values = cut.select(logits[channel])
+        np.testing.assert_array_equal(values, logits[channel][mask])
         if np.count_nonzero(mask) < cut.min_area:
             mask[:] = False
         np.testing.assert_array_equal(mask, expected[channel].astype(bool))

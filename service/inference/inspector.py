@@ -233,8 +233,8 @@ class Inspector:
 
     def _class_defect(self, channel: int, class_logits: np.ndarray) -> DefectValues | None:
         rule, cut = self._rules[channel], self._cuts[channel]
-        mask = cut.mask(class_logits)
-        area = int(np.count_nonzero(mask))
+        mask, values = cut.select(class_logits)
+        area = values.size
         if area == 0 or area < rule.min_area:
             return None
         rows = np.flatnonzero(mask.any(axis=1))
@@ -244,7 +244,7 @@ class Inspector:
             class_name=self._class_names[rule.class_id],
             encoded_pixels=rle.encode(mask),
             area_px=area,
-            score=mean_probability(class_logits[mask]),
+            score=mean_probability(values),
             bbox=(int(columns[0]), int(rows[0]), int(columns[-1]), int(rows[-1])),
         )
 
