@@ -245,7 +245,11 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     )
     _print_json(
         bench_serving(
-            settings, requests=args.requests, per_client=args.per_client, body_format=args.body
+            settings,
+            requests=args.requests,
+            per_client=args.per_client,
+            body_format=args.body,
+            strip_source=args.strips,
         )
     )
     return 0
@@ -499,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--per-client", type=int, default=48, help="requests per concurrent client")
     sub.add_argument(
         "--body", default="png", choices=("png", "raw"), help="grey PNG, or the raw 8-bit buffer"
+    )
+    sub.add_argument(
+        "--strips",
+        default="real",
+        choices=("real", "synthetic"),
+        help="the Severstal samples in ../shared/data, or the training generator's strips",
     )
     sub.add_argument(
         "--max-batch", type=int, default=settings.max_batch, help="batcher size (env MAX_BATCH)"

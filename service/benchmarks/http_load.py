@@ -110,18 +110,20 @@ def _wait_ready(
 
 
 class StripPoster:
-    """One keep-alive connection that posts a body and records what came back in ``run``.
+    """One keep-alive connection that posts strips in turn and records what came back in ``run``.
 
     Each post is a new frame: ``path`` (with its query string) gets a ``frame_id`` of its own,
     as a camera gateway sends, so that the service's replay lookup runs as in production.
     """
 
-    def __init__(self, port: int, path: str, body: bytes, content_type: str) -> None:
+    def __init__(
+        self, port: int, path: str, bodies: Sequence[bytes], content_type: str, first: int = 0
+    ) -> None:
         if "?" not in path:
             raise ValueError(f"{path!r} needs its query string (camera_id) to add frame ids to")
         gateway = uuid.uuid4().hex[:12]
         self.paths = (f"{path}&frame_id={gateway}-{frame}" for frame in itertools.count())
-        self.body = body
+        self.bodies = itertools.islice(itertools.cycle(bodies), first % len(bodies), None)
         self.headers = {"Content-Type": content_type}
         self.connection = http.client.HTTPConnection(HOST, port, timeout=60)
         self.run = ClientRun()
@@ -129,7 +131,9 @@ class StripPoster:
     def post(self) -> None:
         start = time.perf_counter()
         try:
-            self.connection.request("POST", next(self.paths), body=self.body, headers=self.headers)
+            self.connection.request(
+                "POST", next(self.paths), body=next(self.bodies), headers=self.headers
+            )
             response = self.connection.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -148,9 +152,17 @@ class StripPoster:
         self.connection.close()
 
 
-def post_strips(port: int, path: str, body: bytes, content_type: str, count: int) -> ClientRun:
-    """``count`` sequential POSTs of one body on one keep-alive connection."""
-    poster = StripPoster(port, path, body, content_type)
+def post_strips(
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    content_type: str,
+    count: int,
+    first: int = 0,
+) -> ClientRun:
+    """``count`` sequential POSTs on one keep-alive connection, cycling through ``bodies`` from
+    the ``first``."""
+    poster = StripPoster(port, path, bodies, content_type, first)
     try:
         for _ in range(count):
             poster.post()
@@ -160,15 +172,21 @@ def post_strips(port: int, path: str, body: bytes, content_type: str, count: int
 
 
 def concurrent_clients(
-    port: int, path: str, body: bytes, content_type: str, clients: int, per_client: int
+    port: int,
+    path: str,
+    bodies: Sequence[bytes],
+    content_type: str,
+    clients: int,
+    per_client: int,
 ) -> tuple[float, list[ClientRun]]:
-    """``clients`` threads posting ``per_client`` strips each; returns (seconds, runs)."""
+    """``clients`` threads posting ``per_client`` strips each, each client starting at its own
+    place in ``bodies``; returns (seconds, runs)."""
     runs: list[ClientRun] = [ClientRun() for _ in range(clients)]
     start_line = threading.Barrier(clients + 1)
 
     def client(index: int) -> None:
         start_line.wait()
-        runs[index] = post_strips(port, path, body, content_type, per_client)
+        runs[index] = post_strips(port, path, bodies, content_type, per_client, first=index)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for thread in threads:

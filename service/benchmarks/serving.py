@@ -48,6 +48,9 @@ from service.benchmarks.http_load import (
     steady_state,
 )
 from service.config import Settings
+from service.data.synthetic import HEIGHT as SYNTHETIC_HEIGHT
+from service.data.synthetic import WIDTH as SYNTHETIC_WIDTH
+from service.data.synthetic import render_strip
 from service.db.migrate import upgrade
 from service.inference.decode import RAW_MEDIA_TYPE
 from service.inference.inspector import ONNX_FILE, lane_threads, session_threads
@@ -60,6 +63,8 @@ K = TypeVar("K", bound=Hashable)
 GOAL_P50_RATIO = 1.15
 GOAL_THROUGHPUT_RATIO = 0.9
 BODIES = ("png", "raw")
+STRIP_SOURCES = ("real", "synthetic")
+SYNTHETIC_STRIPS = 20
 INSPECT = "/v1/inspect?camera_id=bench"
 
 
@@ -72,18 +77,24 @@ def bench_serving(
     raw_strips: int = 40,
     rounds: int = 8,
     body_format: str = "png",
+    strip_source: str = "real",
 ) -> dict[str, object]:
     """Measure both sides, interleaved in ``rounds``, and return the summary.
 
     ``body_format``: ``png`` (a grey PNG, as gateways usually send) or ``raw`` (the 8-bit
-    buffer as ``application/octet-stream``: no decoding).
+    buffer as ``application/octet-stream``: no decoding). ``strip_source``: ``real`` (the
+    Severstal sample strips in ../shared/data) or ``synthetic`` (strips of the generator the
+    shipped model was trained on). Each client posts the strips in turn, from its own place in
+    the list, as a camera sends a stream of different frames: what a strip costs after the
+    session run (post-processing, recording, the response) depends on its masks. The raw
+    session's time does not depend on the pixels; it runs the first strip.
     """
     version = ModelStore(settings.model_store).load(settings.model_name, settings.model_alias)
     spec = version.manifest.input
-    strip = _strip(settings.data_root, (spec.height, spec.width))
-    body = _body(strip, body_format)
+    strips, source = _strips(settings.data_root, (spec.height, spec.width), strip_source)
+    body = _body(strips, body_format)
     with (
-        _RawSession(version.file(ONNX_FILE), prepare_batch([strip], spec), settings) as raw,
+        _RawSession(version.file(ONNX_FILE), prepare_batch(strips[:1], spec), settings) as raw,
         tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp,
         _server(settings, tmp) as server,
     ):
@@ -140,7 +151,9 @@ def bench_serving(
             "lane_threads": lane_threads(serving_options(settings)),
             "onnx_spinning": settings.onnx_spinning,
             "onnx_providers": list(settings.onnx_providers),
-            "body": f"{body.kind}, grey {spec.width}x{spec.height}, {len(body.data)} bytes",
+            "body": f"{body.kind}, grey {spec.width}x{spec.height}, "
+            f"{statistics.median(map(len, body.data)):.0f} bytes (median)",
+            "strips": source,
             "rounds": rounds,
         },
         "raw_session": {
@@ -402,31 +415,54 @@ def _percentiles(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def _strip(data_root: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A real Severstal strip when ../shared/data has one, else deterministic noise."""
+def _strips(data_root: Path, shape: tuple[int, int], source: str) -> tuple[list[np.ndarray], str]:
+    """The strips to post and a line saying what they are.
+
+    ``real``: the Severstal sample strips of the model's shape, else (../shared/data missing)
+    one strip of deterministic noise, and the line says so. ``synthetic``: the generator's
+    first ``SYNTHETIC_STRIPS`` seeds (it draws 256x1600 strips only).
+    """
+    if source == "synthetic":
+        if shape != (SYNTHETIC_HEIGHT, SYNTHETIC_WIDTH):
+            raise ValueError(
+                f"synthetic strips are {SYNTHETIC_HEIGHT}x{SYNTHETIC_WIDTH}; the model takes "
+                f"{shape[0]}x{shape[1]}"
+            )
+        strips = [render_strip(np.random.default_rng(seed))[0] for seed in range(SYNTHETIC_STRIPS)]
+        return strips, f"synthetic: seeds 0..{SYNTHETIC_STRIPS - 1} in turn"
+    if source != "real":
+        raise ValueError(f"strip source {source!r}: choose one of {', '.join(STRIP_SOURCES)}")
     images = data_root / "severstal-samples" / "images"
+    strips = []
     for path in sorted(images.glob("*.png")) if images.is_dir() else []:
         with Image.open(path) as image:
             grey = np.asarray(image.convert("L"))
         if grey.shape == shape:
-            return grey
-    return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+            strips.append(grey)
+    if strips:
+        return strips, f"real: {len(strips)} Severstal strips from {images} in turn"
+    noise = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    return [noise], f"noise: no {shape[0]}x{shape[1]} Severstal strips under {images}"
 
 
 @dataclass(frozen=True)
 class _Body:
     kind: str
-    data: bytes
+    data: list[bytes]
 
 
-def _body(strip: np.ndarray, body_format: str) -> _Body:
+def _body(strips: Sequence[np.ndarray], body_format: str) -> _Body:
     if body_format == "raw":
-        return _Body(RAW_MEDIA_TYPE, strip.tobytes())
+        return _Body(RAW_MEDIA_TYPE, [strip.tobytes() for strip in strips])
     if body_format != "png":
         raise ValueError(f"body format {body_format!r}: choose one of {', '.join(BODIES)}")
+    return _Body("image/png", [_png(strip) for strip in strips])
+
+
+def _png(strip: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(strip).save(buffer, "PNG")
-    return _Body("image/png", buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _cpu_name() -> str:

@@ -92,6 +92,7 @@ class LogitCut:
             values = values[over]
         return mask, values
 
+
 def mean_probability(logits: np.ndarray) -> float:
     """The mean of ``sigmoid(logits)``, as 1 / (1 + exp(-x)) in float32 summed in float64.
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
+
 from service.benchmarks.http_load import ClientRun, steady_state
-from service.benchmarks.serving import _round_robin, bench_serving
+from service.benchmarks.serving import SYNTHETIC_STRIPS, _round_robin, _strips, bench_serving
 from service.cli import build_parser, cmd_bench_serve
 from service.config import Settings
 from service.store import ModelStore
@@ -52,6 +56,28 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
     assert set(raw["throughput_per_s"]["2_callers_1_threads_each"]) == {1, 2}  # type: ignore[index]
     assert raw["best"]["per_s"] > 0  # type: ignore[index]
     assert {"p50_vs_raw_batch_1", "throughput_2_clients_vs_raw_best"} <= set(summary["ratios"])  # type: ignore[arg-type]
+    assert summary["settings"]["strips"].startswith("noise: no 256x1600 Severstal strips")  # type: ignore[index]
+
+
+def test_real_strips_are_every_sample_of_the_model_shape(tmp_path: Path) -> None:
+    images = tmp_path / "severstal-samples" / "images"
+    images.mkdir(parents=True)
+    for name, shape in (("a", (8, 16)), ("b", (8, 16)), ("c", (4, 4))):
+        Image.fromarray(np.full(shape, ord(name), dtype=np.uint8)).save(images / f"{name}.png")
+    strips, line = _strips(tmp_path, (8, 16), "real")
+    assert [int(strip[0, 0]) for strip in strips] == [ord("a"), ord("b")]
+    assert line.startswith("real: 2 Severstal strips")
+
+
+def test_synthetic_strips_come_from_the_training_generator(tmp_path: Path) -> None:
+    strips, line = _strips(tmp_path, (256, 1600), "synthetic")
+    assert len(strips) == SYNTHETIC_STRIPS and line.startswith("synthetic")
+    assert {strip.shape for strip in strips} == {(256, 1600)}
+    assert len({strip.tobytes() for strip in strips}) == SYNTHETIC_STRIPS
+    with pytest.raises(ValueError, match="synthetic strips are 256x1600"):
+        _strips(tmp_path, (32, 64), "synthetic")
+    with pytest.raises(ValueError, match="choose one of"):
+        _strips(tmp_path, (256, 1600), "video")
 
 
 def test_steady_state_counts_only_while_every_client_is_busy() -> None:
