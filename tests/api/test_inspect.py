@@ -164,6 +164,18 @@ def test_same_frame_again_is_replayed_not_rerun(client: TestClient) -> None:
     assert _count(client, camera) == 1
 
 
+def test_a_stored_frame_is_replayed_even_if_its_body_no_longer_decodes(
+    client: TestClient,
+) -> None:
+    camera, frame = f"cam-{uuid.uuid4().hex[:8]}", "frame-1"
+    first = post_strip(client, plain_strip().tobytes(), RAW, camera_id=camera, frame_id=frame)
+    again = post_strip(client, b"not a png", MEDIA["PNG"], camera_id=camera, frame_id=frame)
+    assert again.status_code == 200 and again.headers["Idempotent-Replay"] == "true"
+    assert again.json() == first.json()
+    new = post_strip(client, b"not a png", MEDIA["PNG"], camera_id=camera, frame_id="frame-2")
+    assert new.status_code == 400 and new.json()["error"]["code"] == "undecodable_image"
+
+
 def test_frame_ids_are_per_camera(client: TestClient) -> None:
     frame = uuid.uuid4().hex
     one = post_strip(client, plain_strip().tobytes(), RAW, camera_id="cam-a", frame_id=frame)
