@@ -66,7 +66,7 @@ class ServingOptions:
     max_wait_ms: float = 2.0
     runs: int = 1
     """Batches that may run at the same time (see ``Batcher`` and ``lane_threads``)."""
-    warmup_runs: int = 2
+    warmup_runs: int = 1
     """Runs of every batch size 1..max_batch before the version is ready."""
 
 
