@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, Select, insert, select, text, tuple_
+from sqlalchemy import ColumnElement, Connection, Select, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -152,12 +152,14 @@ def _defect_row(defect: DefectFields) -> Defect:
     )
 
 
+def _of_frame(camera_id: str, frame_id: str) -> tuple[ColumnElement[bool], ...]:
+    """The criteria of a camera's frame: the key of the unique constraint on inspections."""
+    return Inspection.camera_id == camera_id, Inspection.frame_id == frame_id
+
+
 def find_inspection(session: Session, *, camera_id: str, frame_id: str) -> Inspection | None:
     """The inspection recorded for a camera's frame, if any."""
-    query = select(Inspection).where(
-        Inspection.camera_id == camera_id, Inspection.frame_id == frame_id
-    )
-    return session.scalars(query).one_or_none()
+    return session.scalars(select(Inspection).where(*_of_frame(camera_id, frame_id))).one_or_none()
 
 
 def frame_inspection_id(
@@ -168,9 +170,7 @@ def frame_inspection_id(
     A Core query for the request path, where almost every frame is new: a miss costs about 0.64
     ms against 0.94 through the ORM session (SQLite, caches cold as after a session run).
     """
-    query = select(Inspection.id).where(
-        Inspection.camera_id == camera_id, Inspection.frame_id == frame_id
-    )
+    query = select(Inspection.id).where(*_of_frame(camera_id, frame_id))
     return connection.execute(query).scalar_one_or_none()
 
 
