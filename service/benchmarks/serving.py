@@ -107,9 +107,11 @@ def bench_serving(
             for size in range(1, settings.max_batch + 1)
         }
         served = {clients: _Tally() for clients in concurrency}
+        order = _round_robin(
+            {key: max(2, -(-raw_strips // (rounds * key[0] * key[1]))) for key in raw_n}
+        )
         for _ in range(rounds):
-            runs = {key: max(2, -(-raw_strips // (rounds * key[0] * key[1]))) for key in raw_n}
-            for size, count, threads in _round_robin(runs):
+            for size, count, threads in order:
                 raw_n[size, count, threads].add(raw.timed_together(size, count, threads))
             for clients, tally in served.items():
                 tally.add(_clients(server, body, clients, max(2, per_client // rounds)))
@@ -353,17 +355,17 @@ def _way(way: tuple[int, int]) -> str:
 
 
 def _round_robin(runs: dict[K, int]) -> list[K]:
-    """Batch sizes in turn until each has its number of runs: every size sees the same minutes
-    of the host (the best of sizes measured one after the other favours whichever got the
-    fast minute)."""
+    """The kinds of run (batch size, callers, threads) in turn until each has its number of
+    runs: every kind sees the same minutes of the host (the best of kinds measured one after
+    the other favours whichever got the fast minute)."""
     order: list[K] = []
     left = dict(runs)
     while left:
-        for size in list(left):
-            order.append(size)
-            left[size] -= 1
-            if left[size] == 0:
-                del left[size]
+        for key in list(left):
+            order.append(key)
+            left[key] -= 1
+            if left[key] == 0:
+                del left[key]
     return order
 
 
