@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Connection, Insert, case, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -59,19 +58,19 @@ def line_key(line_id: str | None) -> str:
     return NO_LINE if line_id is None else line_id
 
 
-def count_inspection(session: Session, row: Inspection) -> None:
-    """Add ``row`` (already inserted) and its defects to the rollup in the session's transaction.
+def count_inspection(connection: Connection, row: Inspection) -> None:
+    """Add ``row`` (already inserted) and its defects to the rollup in the connection's
+    transaction.
 
     One upsert for the inspection and, if it has defects, one executemany for its classes;
     rows are locked in key order, so concurrent writers to the same hour cannot deadlock.
     """
-    made, found = _upserts(session.get_bind().dialect.name)
+    made, found = _upserts(connection.dialect.name)
     key = {
         "hour": hour_of(row.received_at),
         "line_id": line_key(row.line_id),
         "camera_id": row.camera_id,
     }
-    connection = session.connection()
     connection.execute(made, {**key, "inspections": 1, "with_defect": int(row.has_defect)})
     classes = _classes(row.defects)
     if classes:

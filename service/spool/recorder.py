@@ -95,8 +95,8 @@ class ResultRecorder:
         """Keep ``row``: ``(row, True)``, or ``(earlier, False)`` when its frame already was."""
         if self._down is None:
             try:
-                with self._sessions() as session:
-                    return insert_inspection(session, row)
+                with self._engine.connect() as connection:
+                    return insert_inspection(connection, row)
             except SQLAlchemyError as error:
                 logger.warning("inspection %s goes to the spool: %s", row.id, _describe(error))
                 if not _about_the_record(error):
@@ -157,8 +157,8 @@ class ResultRecorder:
             self._reject(line, str(error))
             return False
         try:
-            with self._sessions() as session:
-                return insert_inspection(session, row)[1]
+            with self._engine.connect() as connection:
+                return insert_inspection(connection, row)[1]
         except SQLAlchemyError as error:
             count_database_write_failure("replay")
             if not _about_the_record(error):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from service.db import insert_inspection, make_session_factory, new_inspection
+from service.db import insert_inspection, new_inspection
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 CLASS_NAMES = {1: "pits", 2: "crack", 3: "scratch", 4: "scale"}
@@ -57,6 +57,6 @@ def seed(
         timings={"total": 1.0},
         defects=list(defects),
     )
-    with make_session_factory(engine_of(client))() as session:
-        insert_inspection(session, row)
+    with engine_of(client).connect() as connection:
+        insert_inspection(connection, row)
     return str(row.id)

@@ -66,9 +66,9 @@ def cameras(engine: Engine) -> list[str]:
     prefix = uuid.uuid4().hex[:8]
     names = [f"{prefix}-c{k}" for k in range(3)]
     rng = random.Random(4)
-    with make_session_factory(engine)() as session:
+    with engine.connect() as connection:
         for _ in range(400):
-            insert_inspection(session, _random_row(rng, rng.choice(names)))
+            insert_inspection(connection, _random_row(rng, rng.choice(names)))
     return names
 
 
@@ -221,14 +221,13 @@ def test_a_recount_gives_the_rows_the_writes_kept(engine: Engine, cameras: list[
 def test_a_duplicate_is_not_counted_twice(engine: Engine) -> None:
     camera, rng = uuid.uuid4().hex[:12], random.Random(1)
     first = _random_row(rng, camera, line_id=None, defects=[_Defect(3, "scratch", 10)])
-    sessions = make_session_factory(engine)
-    with sessions() as session:
-        assert insert_inspection(session, first)[1]
+    with engine.connect() as connection:
+        assert insert_inspection(connection, first)[1]
     same_frame = _random_row(rng, camera, frame_id=first.frame_id)
     same_id = _random_row(rng, camera, inspection_id=first.id)
     for again in (same_frame, same_id):
-        with sessions() as session:
-            assert not insert_inspection(session, again)[1]
+        with engine.connect() as connection:
+            assert not insert_inspection(connection, again)[1]
     hour = first.received_at.replace(minute=0, second=0, microsecond=0)
     assert _rollup_rows(engine, [camera]) == [
         (hour, "", camera, 1, 1),
@@ -243,8 +242,8 @@ def test_spooled_results_are_counted_once_when_replayed(engine: Engine, tmp_path
     )
     recorder.spool.open()
     rows = [_random_row(rng, camera) for _ in range(30)]
-    with make_session_factory(engine)() as session:  # reached the database before the outage
-        insert_inspection(session, rows[0])
+    with engine.connect() as connection:  # reached the database before the outage
+        insert_inspection(connection, rows[0])
     for row in rows:
         recorder.spool.append(encode(row), key_of(encode(row)))
     assert recorder.replay() == len(rows) - 1

@@ -197,8 +197,8 @@ def test_a_lost_commit_acknowledgement_stores_the_result_once(
     """The database committed but the answer never came: spooled too, replayed, skipped."""
     real = recorder_module.insert_inspection
 
-    def commit_then_fail(session, row):  # type: ignore[no-untyped-def]
-        real(session, row)
+    def commit_then_fail(connection, row):  # type: ignore[no-untyped-def]
+        real(connection, row)
         raise OperationalError("COMMIT", {}, ConnectionResetError("connection reset"))
 
     camera = f"cam-{uuid.uuid4().hex[:8]}"
