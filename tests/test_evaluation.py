@@ -87,16 +87,20 @@ def test_min_area_candidates_scale_with_image() -> None:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_prepare_batch_matches_normalise_exactly(channels: int) -> None:
-    """Unpadded uint8 strips go through a lookup table: bit for bit what ``normalise`` gives,
-    which training and evaluation use."""
+    """Unpadded uint8 strips are normalised in place: bit for bit what ``normalise`` gives,
+    which training and evaluation use, for every grey level."""
     normalisation = Normalisation(mean=0.43, std=0.21)
     spec = InputSpec(height=64, width=96, channels=channels, normalisation=normalisation)
     images = [np.random.default_rng(seed).integers(0, 256, (64, 96), np.uint8) for seed in (0, 1)]
+    images[0].reshape(-1)[:256] = np.arange(256)
     batch = prepare_batch(images, spec)
     for index, image in enumerate(images):
         expected = normalise(image, normalisation)
         for channel in range(channels):
             assert np.array_equal(batch[index, channel], expected)
+    grey = images[0].astype(np.float32)
+    in_float32 = (grey / np.float32(255.0) - np.float32(0.43)) / np.float32(0.21)
+    assert np.array_equal(normalise(images[0], normalisation), in_float32)
 
 
 def test_prepare_batch_pads_to_stride_and_normalises() -> None:

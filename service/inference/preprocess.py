@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,26 +13,24 @@ STRIDE = 32
 
 def normalise(pixels: np.ndarray, normalisation: Normalisation) -> np.ndarray:
     """uint8 or [0, 1] float pixels -> normalised float32."""
+    out = np.empty(pixels.shape, dtype=np.float32)
+    _normalise_into(out, pixels, normalisation)
+    return out
+
+
+def _normalise_into(out: np.ndarray, pixels: np.ndarray, normalisation: Normalisation) -> None:
+    """``out[...] = (pixels / 255 - mean) / std`` (uint8) or ``(pixels - mean) / std`` (float),
+    every step in float32, written into ``out`` without temporaries.
+
+    Three in-place passes take 0.18 ms for a 256x1600 strip, against 0.33 for looking every
+    pixel up in a table of the 256 levels (``np.take`` widens each uint8 index to intp first).
+    """
     if pixels.dtype == np.uint8:
-        pixels = pixels.astype(np.float32) / 255.0
-    return ((pixels - normalisation.mean) / normalisation.std).astype(np.float32, copy=False)
-
-
-@functools.lru_cache(maxsize=8)
-def _grey_levels(mean: float, std: float) -> np.ndarray:
-    """``normalise`` of every uint8 level: looking pixels up in it gives exactly the values
-    ``normalise`` computes (it is elementwise), in one pass instead of five: 0.5 against 3 ms
-    for a 256x1600 strip."""
-    return normalise(np.arange(256, dtype=np.uint8), Normalisation(mean=mean, std=std))
-
-
-def _normalise_into(out: np.ndarray, image: np.ndarray, normalisation: Normalisation) -> None:
-    """``out[...] = normalise(image)`` for a (H, W) ``out`` view."""
-    if image.dtype == np.uint8 and out.flags.c_contiguous:
-        levels = _grey_levels(normalisation.mean, normalisation.std)
-        np.take(levels, image, out=out, mode="wrap")  # uint8 indices are always in range
+        np.divide(pixels, np.float32(255.0), out=out, dtype=np.float32)
     else:
-        out[...] = normalise(image, normalisation)
+        out[...] = pixels
+    np.subtract(out, np.float32(normalisation.mean), out=out)
+    np.divide(out, np.float32(normalisation.std), out=out)
 
 
 def padded_size(height: int, width: int, stride: int = STRIDE) -> tuple[int, int]:
