@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import get_args
 
 from service.architectures import ENCODER_NAMES, FAMILY_NAMES
+from service.benchmarks.serving_inputs import BODIES, STRIP_SOURCES
 from service.compression import METHOD_NAMES
 from service.compression.config import DEVICES, CompressionConfig
 from service.config import Role, get_settings
@@ -502,12 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--requests", type=int, default=200, help="one client's timed requests")
     sub.add_argument("--per-client", type=int, default=48, help="requests per concurrent client")
     sub.add_argument(
-        "--body", default="png", choices=("png", "raw"), help="grey PNG, or the raw 8-bit buffer"
+        "--body", default="png", choices=BODIES, help="grey PNG, or the raw 8-bit buffer"
     )
     sub.add_argument(
         "--strips",
         default="real",
-        choices=("real", "synthetic"),
+        choices=STRIP_SOURCES,
         help="the Severstal samples in ../shared/data, or the training generator's strips",
     )
     sub.add_argument(

@@ -47,6 +47,7 @@ from service.benchmarks.http_load import (
     serving,
     steady_state,
 )
+from service.benchmarks.serving_inputs import BODIES, STRIP_SOURCES
 from service.config import Settings
 from service.data.synthetic import HEIGHT as SYNTHETIC_HEIGHT
 from service.data.synthetic import WIDTH as SYNTHETIC_WIDTH
@@ -62,8 +63,6 @@ K = TypeVar("K", bound=Hashable)
 
 GOAL_P50_RATIO = 1.15
 GOAL_THROUGHPUT_RATIO = 0.9
-BODIES = ("png", "raw")
-STRIP_SOURCES = ("real", "synthetic")
 SYNTHETIC_STRIPS = 20
 INSPECT = "/v1/inspect?camera_id=bench"
 
