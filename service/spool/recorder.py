@@ -4,12 +4,18 @@ background thread replays into the database, in order, once it answers again.
 After a write fails for a reason that is not the record's own (connection refused, timeout,
 server gone), the database is taken to be down: requests then go straight to the spool instead
 of each waiting on a dead server, and the replayer pings it every interval until it answers.
+
+Which frames are already recorded is decided by the database's unique constraint (and the
+spool's index), not by a read before the write. The recorder also remembers the frames it
+recorded lately (``recorded_lately``), so that a gateway's retry can be answered from the stored
+result without running the model again, while a new frame costs no query at all.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
@@ -27,6 +33,11 @@ from service.spool import records
 from service.spool.spool import Spool
 
 logger = logging.getLogger(__name__)
+
+RECENT_FRAMES = 50_000
+"""Frames remembered by ``recorded_lately``: 40 minutes of a line at 20 strips a second, about
+10 MB. A retry of an older frame (or one recorded by another process, or before a restart)
+runs the model again and is then answered with the stored result by the unique constraint."""
 
 
 class ResultsUnavailable(Exception):
@@ -49,6 +60,8 @@ class ResultRecorder:
         """Why the database is taken to be down; None while it takes writes."""
         self._progress: dict[int, int] = {}
         """Per sealed segment, the offset up to which its records are committed."""
+        self._recent: OrderedDict[records.Key, None] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self._replaying = threading.Lock()
         self._stop = threading.Event()
         self._replayer: threading.Thread | None = None
@@ -72,6 +85,23 @@ class ResultRecorder:
             self._replayer = None
         self.spool.close()
 
+    def recorded_lately(self, *, camera_id: str, frame_id: str) -> bool:
+        """Whether this recorder kept the frame's result lately: then ``find`` is worth its query.
+
+        False does not mean new: ``record`` still refuses a frame stored before, and returns the
+        stored result instead.
+        """
+        with self._recent_lock:
+            return (camera_id, frame_id) in self._recent
+
+    def _remember(self, row: Inspection) -> None:
+        if row.frame_id is None:
+            return
+        with self._recent_lock:
+            self._recent[row.camera_id, row.frame_id] = None
+            if len(self._recent) > RECENT_FRAMES:
+                self._recent.popitem(last=False)
+
     def find(self, *, camera_id: str, frame_id: str) -> Inspection | None:
         """A frame's recorded result: the spool's (not yet in the database), else the
         database's (unless it is down: then the frame is taken as new)."""
@@ -93,6 +123,11 @@ class ResultRecorder:
 
     def record(self, row: Inspection) -> tuple[Inspection, bool]:
         """Keep ``row``: ``(row, True)``, or ``(earlier, False)`` when its frame already was."""
+        kept = self._keep(row)
+        self._remember(kept[0])
+        return kept
+
+    def _keep(self, row: Inspection) -> tuple[Inspection, bool]:
         if self._down is None:
             try:
                 with self._engine.connect() as connection:

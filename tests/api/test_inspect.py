@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from service import rle
-from service.db import Inspection
+from service.db import Inspection, insert_inspection, new_inspection
 
 from .strips import (
     BLOCK,
@@ -174,6 +174,52 @@ def test_a_stored_frame_is_replayed_even_if_its_body_no_longer_decodes(
     assert again.json() == first.json()
     new = post_strip(client, b"not a png", MEDIA["PNG"], camera_id=camera, frame_id="frame-2")
     assert new.status_code == 400 and new.json()["error"]["code"] == "undecodable_image"
+
+
+def _recorded_elsewhere(client: TestClient, camera_id: str, frame_id: str) -> str:
+    """A result for the frame written straight into the database, as another API process (or
+    this one before a restart) would have: unknown to this app's recorder."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    model = services.models.inspector
+    row = new_inspection(
+        camera_id=camera_id,
+        frame_id=frame_id,
+        line_id=None,
+        coil_id=None,
+        captured_at=None,
+        received_at=datetime.now(UTC),
+        model_name=model.name,
+        model_version=model.version,
+        image_height=HEIGHT,
+        image_width=WIDTH,
+        timings=dict.fromkeys(("decode", "queue", "inference", "postprocess", "total"), 1.0),
+        defects=[],
+    )
+    with services.engine.connect() as connection:
+        assert insert_inspection(connection, row)[1]
+    return str(row.id)
+
+
+@pytest.mark.parametrize("kind", ["raw", "PNG"])
+def test_a_frame_recorded_by_another_process_is_replayed(client: TestClient, kind: str) -> None:
+    camera, frame = f"cam-{uuid.uuid4().hex[:8]}", "frame-1"
+    stored = _recorded_elsewhere(client, camera, frame)
+    body, content_type = _body(kind)  # a block the stored result does not have
+    again = post_strip(client, body, content_type, camera_id=camera, frame_id=frame)
+    assert again.status_code == 200 and again.headers["Idempotent-Replay"] == "true"
+    assert (again.json()["inspection_id"], again.json()["defects"]) == (stored, [])
+    assert _count(client, camera) == 1
+
+
+def test_a_frame_recorded_by_another_process_is_replayed_even_if_its_body_no_longer_decodes(
+    client: TestClient,
+) -> None:
+    camera, frame = f"cam-{uuid.uuid4().hex[:8]}", "frame-1"
+    stored = _recorded_elsewhere(client, camera, frame)
+    for body, content_type in ((b"not a png", MEDIA["PNG"]), (b"short", RAW)):
+        again = post_strip(client, body, content_type, camera_id=camera, frame_id=frame)
+        assert again.status_code == 200 and again.headers["Idempotent-Replay"] == "true"
+        assert again.json()["inspection_id"] == stored
 
 
 def test_frame_ids_are_per_camera(client: TestClient) -> None:

@@ -54,6 +54,8 @@ def test_one_result_per_image_in_order(client: TestClient) -> None:
     np.testing.assert_array_equal(rle.decode(results[0]["defects"][0]["encoded_pixels"]), expected)
     assert set(results[0]["timings_ms"]) == {"decode", "queue", "inference", "postprocess", "total"}
     assert len({r["inspection_id"] for r in results}) == 3
+    kept = [client.get(f"/v1/inspections/{r['inspection_id']}/overlay.png") for r in results]
+    assert {o.headers["X-Strip-Image"] for o in kept} == {"kept"}  # every new strip was kept
 
 
 def test_a_bad_image_fails_alone(client: TestClient) -> None:

@@ -119,3 +119,32 @@ def test_a_replay_cut_short_is_resumed_without_duplicates(
     assert restarted.replay() == len(rows) - 3
     assert _stored(engine, camera) == [row.id for row in rows]
     assert restarted.spool.pending == 0
+
+
+def test_frames_recorded_lately_are_remembered_up_to_a_bound(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_module, "RECENT_FRAMES", 3)
+    recorder, camera = _recorder(engine, tmp_path), uuid.uuid4().hex
+    assert not recorder.recorded_lately(camera_id=camera, frame_id="f0")
+    for i in range(4):
+        recorder.record(_row(f"f{i}", camera))
+    lately = [recorder.recorded_lately(camera_id=camera, frame_id=f"f{i}") for i in range(4)]
+    assert lately == [False, True, True, True]  # the oldest was forgotten
+    assert recorder.find(camera_id=camera, frame_id="f0") is not None  # still in the database
+    with monkeypatch.context() as patch:
+        _fail_writes(patch, after=0)
+        recorder.record(_row("f4", camera))  # into the spool: remembered all the same
+    assert recorder.recorded_lately(camera_id=camera, frame_id="f4")
+
+
+def test_a_frame_recorded_by_another_recorder_is_refused_and_remembered(
+    engine: Engine, tmp_path: Path
+) -> None:
+    camera = uuid.uuid4().hex
+    first = _recorder(engine, tmp_path / "one").record(_row("f1", camera))[0]
+    other = _recorder(engine, tmp_path / "two")
+    assert not other.recorded_lately(camera_id=camera, frame_id="f1")
+    again, created = other.record(_row("f1", camera))
+    assert not created and again.id == first.id
+    assert other.recorded_lately(camera_id=camera, frame_id="f1")
