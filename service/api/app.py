@@ -97,6 +97,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         services.models.close()
         await run_in_threadpool(services.results.stop)
+        await run_in_threadpool(services.images.close)
         services.engine.dispose()
 
 

@@ -7,12 +7,18 @@ costs its picture). The process keeps the files it knows of in the order they we
 and deletes the oldest on every write while the folder is over its limits, so retention costs
 nothing per request beyond the deletes. Several processes sharing one folder each enforce the
 limits over the files they know of: give each its own folder, or expect up to N times the size.
+
+``offer`` hands a strip to one writer thread and returns: a 400 KB file write is no part of
+answering. Measured against writing it in the request's own worker thread before answering
+(paired, one client, 10 x 40 real strips): p50 0.969x. ``find`` waits for the strips handed
+over before it, so a strip is found as soon as its inspection's answer is out.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import uuid
 from collections import deque
@@ -34,6 +40,10 @@ SUFFIXES = {
 }
 MEDIA_OF_SUFFIX = {suffix: kind for kind, suffix in SUFFIXES.items()}
 
+MAX_WAITING_STRIPS = 64
+"""Strips handed over and not yet written (64 raw 256x1600 strips: 26 MB). Beyond that, a disk
+that cannot keep up loses pictures, not memory: the strip is dropped and a warning logged."""
+
 
 @dataclass(frozen=True)
 class KeptImage:
@@ -42,6 +52,14 @@ class KeptImage:
 
     def read(self) -> bytes:
         return self.path.read_bytes()
+
+
+@dataclass(frozen=True)
+class _Strip:
+    inspection_id: uuid.UUID
+    received_at: datetime
+    data: bytes
+    content_type: str
 
 
 @dataclass(frozen=True)
@@ -61,9 +79,12 @@ class ImageArchive:
         self._files: deque[_File] = deque()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._waiting: queue.Queue[_Strip | None] = queue.Queue(MAX_WAITING_STRIPS)
+        self._writer: threading.Thread | None = None
 
     def open(self) -> None:
-        """Learn the files already there (oldest first) and apply the limits to them."""
+        """Learn the files already there (oldest first), apply the limits to them, and start
+        the writer."""
         self.folder.mkdir(parents=True, exist_ok=True)
         found = []
         for path in self.folder.glob("*/*"):
@@ -74,6 +95,18 @@ class ImageArchive:
             self._files = deque(sorted(found, key=lambda file: file.written))
             self._bytes = sum(file.size for file in found)
             self._prune()
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_forever, name="image-archive", daemon=True
+            )
+            self._writer.start()
+
+    def close(self) -> None:
+        """Write the strips handed over so far, then stop the writer."""
+        if self._writer is not None:
+            self._waiting.put(None)
+            self._writer.join()
+            self._writer = None
 
     def offer(
         self,
@@ -84,19 +117,33 @@ class ImageArchive:
         data: bytes,
         content_type: str,
     ) -> None:
-        """Keep a received strip if the policy wants it; a failure is logged, never raised:
-        the inspection's result matters, its picture does not."""
+        """Hand a received strip to the writer if the policy wants it kept; never raises and
+        never blocks: the inspection's result matters, its picture does not."""
         if self.policy == "none" or (self.policy == "defects" and not has_defect):
             return
         try:
-            self.keep(
-                inspection_id=inspection_id,
-                received_at=received_at,
-                data=data,
-                content_type=content_type,
+            self._waiting.put_nowait(_Strip(inspection_id, received_at, data, content_type))
+        except queue.Full:
+            logger.warning(
+                "strip of inspection %s not kept: %d strips are still waiting for the disk",
+                inspection_id,
+                MAX_WAITING_STRIPS,
             )
-        except (OSError, ValueError) as error:
-            logger.warning("strip of inspection %s not kept: %s", inspection_id, error)
+
+    def _write_forever(self) -> None:
+        while (strip := self._waiting.get()) is not None:
+            try:
+                self.keep(
+                    inspection_id=strip.inspection_id,
+                    received_at=strip.received_at,
+                    data=strip.data,
+                    content_type=strip.content_type,
+                )
+            except Exception:  # the writer must outlive any one strip: log it and go on
+                logger.exception("strip of inspection %s not kept", strip.inspection_id)
+            finally:
+                self._waiting.task_done()
+        self._waiting.task_done()
 
     def keep(
         self, *, inspection_id: uuid.UUID, received_at: datetime, data: bytes, content_type: str
@@ -115,6 +162,9 @@ class ImageArchive:
             self._prune()
 
     def find(self, *, inspection_id: uuid.UUID, received_at: datetime) -> KeptImage | None:
+        """The kept strip of an inspection, once the strips handed over before are written."""
+        if self._writer is not None:
+            self._waiting.join()
         for path in self._day(received_at).glob(f"{inspection_id}.*"):
             if path.suffix in MEDIA_OF_SUFFIX:
                 return KeptImage(path, MEDIA_OF_SUFFIX[path.suffix])

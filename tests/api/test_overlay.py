@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service.images import ImageArchive
+from service.images.archive import MAX_WAITING_STRIPS
 from service.images.overlay import ALPHA, LEGEND_HEIGHT, NEUTRAL, class_colour
 
 from .conftest import AppFactory
@@ -97,7 +98,53 @@ def test_retention_by_total_size_and_age(tmp_path: Path) -> None:
     assert stale is not None
     two_days_ago = time.time() - 2 * 86400
     os.utime(stale.path, (two_days_ago, two_days_ago))
+    archive.close()
     reopened = ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=250)
     reopened.open()
     assert reopened.find(inspection_id=ids[2], received_at=now) is None
     assert reopened.find(inspection_id=ids[3], received_at=now) is not None
+    reopened.close()
+
+
+def _offer(archive: ImageArchive, inspection_id: uuid.UUID, received_at: datetime) -> None:
+    archive.offer(
+        inspection_id=inspection_id,
+        received_at=received_at,
+        has_defect=True,
+        data=inspection_id.bytes,
+        content_type=RAW,
+    )
+
+
+def test_offered_strips_are_written_by_the_writer_and_found_at_once(tmp_path: Path) -> None:
+    now, archive = (
+        datetime.now(UTC),
+        ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=1 << 20),
+    )
+    archive.open()
+    ids = [uuid.uuid4() for _ in range(20)]
+    for inspection_id in ids:
+        _offer(archive, inspection_id, now)
+        kept = archive.find(inspection_id=inspection_id, received_at=now)
+        assert kept is not None and kept.read() == inspection_id.bytes
+    last = uuid.uuid4()
+    _offer(archive, last, now)
+    archive.close()  # writes what was handed over
+    assert (tmp_path / now.strftime("%Y-%m-%d") / f"{last}.raw").read_bytes() == last.bytes
+
+
+def test_a_writer_that_falls_behind_drops_strips_not_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now, archive = (
+        datetime.now(UTC),
+        ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=1 << 20),
+    )
+    ids = [uuid.uuid4() for _ in range(MAX_WAITING_STRIPS + 1)]
+    for inspection_id in ids:  # not open yet: nothing writes, as with a stalled disk
+        _offer(archive, inspection_id, now)
+    assert f"strip of inspection {ids[-1]} not kept" in caplog.text
+    archive.open()
+    found = [archive.find(inspection_id=i, received_at=now) is not None for i in ids]
+    assert found == [True] * MAX_WAITING_STRIPS + [False]
+    archive.close()

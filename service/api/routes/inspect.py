@@ -261,9 +261,8 @@ def _conclude_and_record(
     started: float,
     received_at: datetime,
 ) -> tuple[Inspection, bool]:
-    """Post-process, record, and offer a new result's strip to the archive, in one worker-thread
-    hop: writing the strip here, before answering, cost less CPU (8 clients) and no latency (one
-    client) against a background task after the response (its own hop to a thread)."""
+    """Post-process, record, and hand a new result's strip to the archive's writer, in one
+    worker-thread hop (a background task after the response cost a hop of its own)."""
     findings = model.conclude(decoded, result)
     timings = {**findings.timings_ms, "total": (time.perf_counter() - started) * 1000.0}
     row, created = finisher.results.record(
