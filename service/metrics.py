@@ -95,6 +95,12 @@ SPOOL_REJECTED = Counter(
     "strip_inspection_spool_rejected_total",
     "Spooled results the database refused for good, set aside in the spool's rejected.jsonl.",
 )
+STRIPS_NOT_KEPT = Counter(
+    "strip_inspection_strips_not_kept_total",
+    "Received strips the keep policy wanted but the archive did not keep: 'behind' (too many "
+    "were waiting for the disk) or 'failed' (the write failed).",
+    ["reason"],
+)
 
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
@@ -145,6 +151,10 @@ def count_database_write_failure(stage: str) -> None:
 
 def count_spool_rejected() -> None:
     SPOOL_REJECTED.inc()
+
+
+def count_strip_not_kept(reason: str) -> None:
+    STRIPS_NOT_KEPT.labels(reason).inc()
 
 
 JOBS = Gauge(

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from service.config import KeepImages
 from service.inference.decode import RAW_MEDIA_TYPE, media_type
+from service.metrics import count_strip_not_kept
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class ImageArchive:
         try:
             self._waiting.put_nowait(_Strip(inspection_id, received_at, data, content_type))
         except queue.Full:
+            count_strip_not_kept("behind")
             logger.warning(
                 "strip of inspection %s not kept: %d strips are still waiting for the disk",
                 inspection_id,
@@ -140,6 +142,7 @@ class ImageArchive:
                     content_type=strip.content_type,
                 )
             except Exception:  # the writer must outlive any one strip: log it and go on
+                count_strip_not_kept("failed")
                 logger.exception("strip of inspection %s not kept", strip.inspection_id)
             finally:
                 self._waiting.task_done()

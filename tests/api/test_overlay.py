@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from service.images import ImageArchive
 from service.images.archive import MAX_WAITING_STRIPS
@@ -23,6 +24,7 @@ from .history import SeedDefect, seed
 from .strips import BLOCK, RAW, encode, plain_strip, post_strip, strip_with_block
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "var/test-artifacts"))
+NOT_KEPT = "strip_inspection_strips_not_kept_total"
 
 
 def _overlay(client: TestClient, inspection_id: str) -> tuple[np.ndarray, str]:
@@ -141,9 +143,11 @@ def test_a_writer_that_falls_behind_drops_strips_not_memory(
         ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=1 << 20),
     )
     ids = [uuid.uuid4() for _ in range(MAX_WAITING_STRIPS + 1)]
+    behind_before = REGISTRY.get_sample_value(NOT_KEPT, {"reason": "behind"}) or 0.0
     for inspection_id in ids:  # not open yet: nothing writes, as with a stalled disk
         _offer(archive, inspection_id, now)
     assert f"strip of inspection {ids[-1]} not kept" in caplog.text
+    assert REGISTRY.get_sample_value(NOT_KEPT, {"reason": "behind"}) == behind_before + 1
     archive.open()
     found = [archive.find(inspection_id=i, received_at=now) is not None for i in ids]
     assert found == [True] * MAX_WAITING_STRIPS + [False]
