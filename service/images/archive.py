@@ -10,9 +10,9 @@ limits over the files they know of: give each its own folder, or expect up to N 
 
 ``offer`` hands a strip to one writer thread and returns: a 400 KB file write is no part of
 answering. Measured against writing it in the request's own worker thread before answering
-(paired, one client, 10 x 40 real strips): p50 0.927x. ``find`` waits until the strips handed
-over before it are written (the queue is empty almost always: a write takes about 0.5 ms), so
-a strip is found as soon as its inspection's answer is out.
+(paired, one client posting 10 x 40 real strips back to back): p50 0.927x. ``find`` waits
+until the strips handed over before it are written (the queue is empty almost always: a write
+takes about 0.5 ms), so a strip is found as soon as its inspection's answer is out.
 """
 
 from __future__ import annotations
