@@ -108,6 +108,10 @@ def test_retention_by_total_size_and_age(tmp_path: Path) -> None:
     reopened.close()
 
 
+def _roomy_archive(folder: Path) -> ImageArchive:
+    return ImageArchive(folder, keep="all", max_age=timedelta(days=1), max_bytes=1 << 20)
+
+
 def _offer(archive: ImageArchive, inspection_id: uuid.UUID, received_at: datetime) -> None:
     archive.offer(
         inspection_id=inspection_id,
@@ -119,10 +123,7 @@ def _offer(archive: ImageArchive, inspection_id: uuid.UUID, received_at: datetim
 
 
 def test_offered_strips_are_written_by_the_writer_and_found_at_once(tmp_path: Path) -> None:
-    now, archive = (
-        datetime.now(UTC),
-        ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=1 << 20),
-    )
+    now, archive = datetime.now(UTC), _roomy_archive(tmp_path)
     archive.open()
     ids = [uuid.uuid4() for _ in range(20)]
     for inspection_id in ids:
@@ -138,10 +139,7 @@ def test_offered_strips_are_written_by_the_writer_and_found_at_once(tmp_path: Pa
 def test_a_writer_that_falls_behind_drops_strips_not_memory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    now, archive = (
-        datetime.now(UTC),
-        ImageArchive(tmp_path, keep="all", max_age=timedelta(days=1), max_bytes=1 << 20),
-    )
+    now, archive = datetime.now(UTC), _roomy_archive(tmp_path)
     ids = [uuid.uuid4() for _ in range(MAX_WAITING_STRIPS + 1)]
     behind_before = REGISTRY.get_sample_value(NOT_KEPT, {"reason": "behind"}) or 0.0
     for inspection_id in ids:  # not open yet: nothing writes, as with a stalled disk
