@@ -256,6 +256,28 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ab(args: argparse.Namespace) -> int:
+    from service.benchmarks.ab import bench_ab
+
+    settings = get_settings().model_copy(
+        update={"model_store": args.store, "model_name": args.model, "model_alias": args.alias}
+    )
+    _print_json(
+        bench_ab(
+            settings,
+            repo=Path.cwd(),
+            refs=(args.a, args.b),
+            rounds=args.rounds,
+            clients=args.clients,
+            per_client=args.per_client,
+            sequential=args.requests,
+            body_format=args.body,
+            strip_source=args.strips,
+        )
+    )
+    return 0
+
+
 def cmd_bench_history(args: argparse.Namespace) -> int:
     from service.benchmarks.history import bench_history
 
@@ -523,6 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=settings.onnx_threads,
         help="ONNX Runtime intra-op threads, 0 = one per core (env ONNX_THREADS)",
     )
+    store_option(sub)
+
+    sub = command(
+        "bench-ab", cmd_bench_ab, "two commits of the service served and measured side by side"
+    )
+    sub.add_argument("a", help="git ref of A (the baseline), e.g. main or HEAD~1")
+    sub.add_argument("b", help="git ref of B, e.g. HEAD")
+    sub.add_argument("--model", default=settings.model_name, help="model name (env MODEL_NAME)")
+    sub.add_argument("--alias", default=settings.model_alias, help="alias (env MODEL_ALIAS)")
+    sub.add_argument("--rounds", type=int, default=8, help="rounds, the servers' order alternating")
+    sub.add_argument("--clients", type=int, default=8, help="concurrent clients per block")
+    sub.add_argument("--per-client", type=int, default=24, help="requests per concurrent client")
+    sub.add_argument("--requests", type=int, default=40, help="one client's requests per block")
+    sub.add_argument(
+        "--body", default="raw", choices=BODIES, help="grey PNG, or the raw 8-bit buffer"
+    )
+    sub.add_argument("--strips", default="real", choices=STRIP_SOURCES, help="as for bench-serve")
     store_option(sub)
 
     sub = command(

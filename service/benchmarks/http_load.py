@@ -73,14 +73,22 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serving(
-    args: Sequence[str], env: Mapping[str, str], log: Path, ready_timeout_s: float = 300.0
+    args: Sequence[str],
+    env: Mapping[str, str],
+    log: Path,
+    ready_timeout_s: float = 300.0,
+    cwd: Path | None = None,
 ) -> Iterator[Server]:
     """``python -m service serve`` on a free loopback port, until /readyz says ready."""
     port = free_port()
     command = [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)]
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [*command, *args], env={**os.environ, **env}, stdout=log_file, stderr=log_file
+            [*command, *args],
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=log_file,
+            cwd=cwd,
         )
         try:
             server = Server(process.pid, port)

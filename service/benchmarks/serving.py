@@ -27,6 +27,8 @@ import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Hashable, Iterator, Sequence
@@ -369,14 +371,20 @@ def _round_robin(runs: dict[K, int]) -> list[K]:
 
 
 @contextlib.contextmanager
-def _server(settings: Settings, tmp: str) -> Iterator[Server]:
-    """The API on a fresh SQLite database, open (no keys: loopback only), as configured."""
-    database = f"sqlite:///{Path(tmp) / 'inspections.db'}"
-    upgrade(database)
+def _server(settings: Settings, tmp: str, source: Path | None = None) -> Iterator[Server]:
+    """The API on a fresh SQLite database, open (no keys: loopback only), as configured.
+
+    ``source``: a checkout whose code serves (and migrates the database), with its own model
+    store when ``settings.model_store`` is relative. The process then starts in ``tmp``: started
+    in a checkout, ``python -m service`` would import that checkout's package, whatever
+    PYTHONPATH says.
+    """
+    folder = Path(tmp)
+    database = f"sqlite:///{folder / 'inspections.db'}"
     env = {
         "DATABASE_URL": database,
-        "SPOOL_DIR": str(Path(tmp) / "spool"),
-        "IMAGE_DIR": str(Path(tmp) / "images"),  # kept strips go with the run, not into ./var
+        "SPOOL_DIR": str(folder / "spool"),
+        "IMAGE_DIR": str(folder / "images"),  # kept strips go with the run, not into ./var
         "MAX_BATCH": str(settings.max_batch),
         "MAX_WAIT_MS": str(settings.max_wait_ms),
         "SESSION_RUNS": str(settings.session_runs),
@@ -387,9 +395,23 @@ def _server(settings: Settings, tmp: str) -> Iterator[Server]:
         "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
         "API_KEYS": "[]",
     }
-    args = ["--store", str(settings.model_store), "--model", settings.model_name]
+    store = settings.model_store
+    if source is None:
+        upgrade(database)
+    else:
+        env["PYTHONPATH"] = str(source)
+        store = source / store if not store.is_absolute() else store
+        subprocess.run(
+            [sys.executable, "-m", "service", "migrate", "--database-url", database],
+            env={**os.environ, **env},
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+    args = ["--store", str(store), "--model", settings.model_name]
     args += ["--alias", settings.model_alias, "--log-level", "warning"]
-    with serving(args, env, Path(tmp) / "server.log") as server:
+    cwd = None if source is None else folder
+    with serving(args, env, folder / "server.log", cwd=cwd) as server:
         yield server
 
 

@@ -1,0 +1,125 @@
+"""Paired A/B of two commits of the service: which one serves faster, measured side by side.
+
+Single bench-serve runs on these shared hosts drift by 10-40% between hours, so a change worth a
+few percent shows only when both versions are measured in the same minutes. Each ref is checked
+out in a git worktree and served as its own process (its own code, migrations and SQLite
+database; its own model store unless the store is given as an absolute path), both started
+outside the repository. Every round runs, for each server in turn (the order alternating
+between rounds): concurrent clients posting strips (steady-state strips per second, the
+server's CPU per request), then one client posting strips back to back (its p50). Reported:
+each round's numbers, and the median and geometric mean over rounds of B's over A's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from service.benchmarks.http_load import Server, post_strips
+from service.benchmarks.serving import INSPECT, _Body, _body, _clients, _server, _strips
+from service.config import Settings
+from service.store import ModelStore
+
+LABELS = ("a", "b")
+
+
+def bench_ab(
+    settings: Settings,
+    *,
+    repo: Path,
+    refs: tuple[str, str],
+    rounds: int = 8,
+    clients: int = 8,
+    per_client: int = 24,
+    sequential: int = 40,
+    body_format: str = "raw",
+    strip_source: str = "real",
+) -> dict[str, object]:
+    """Serve ``refs`` (A, B) of the repository at ``repo`` side by side and compare them."""
+    spec = ModelStore(settings.model_store).load(settings.model_name, settings.model_alias)
+    shape = (spec.manifest.input.height, spec.manifest.input.width)
+    strips, source = _strips(settings.data_root, shape, strip_source)
+    body = _body(strips, body_format)
+    with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
+        servers = []
+        for label, ref in zip(LABELS, refs, strict=True):
+            tree = stack.enter_context(_worktree(repo, ref, Path(tmp) / label))
+            folder = Path(tmp) / f"{label}-run"
+            folder.mkdir()
+            servers.append(stack.enter_context(_server(settings, str(folder), source=tree)))
+        for server in servers:  # sets up each server's threads and caches
+            post_strips(server.port, INSPECT, body.data, body.kind, 10)
+        measured = [
+            _round(servers, body, clients, per_client, sequential, r) for r in range(rounds)
+        ]
+    return {
+        "refs": {label: _commit(repo, ref) for label, ref in zip(LABELS, refs, strict=True)},
+        "strips": source,
+        "body": body.kind,
+        "rounds": measured,
+        "b_over_a": {
+            name: _summary([r["b"][key] / r["a"][key] for r in measured])
+            for name, key in (("throughput", "per_s"), ("one_client_p50", "p50_ms"))
+        },
+        "cpu_ms_per_request_median": {
+            label: round(statistics.median(r[label]["cpu_ms"] for r in measured), 2)
+            for label in LABELS
+        },
+        "failed_requests": sum(r[label]["failed"] for r in measured for label in LABELS),
+    }
+
+
+def _round(
+    servers: Sequence[Server],
+    body: _Body,
+    clients: int,
+    per_client: int,
+    sequential: int,
+    index: int,
+) -> dict[str, dict[str, float]]:
+    order = range(len(servers)) if index % 2 == 0 else reversed(range(len(servers)))
+    result: dict[str, dict[str, float]] = {}
+    for i in order:
+        run = _clients(servers[i], body, clients, per_client)
+        one = post_strips(servers[i].port, INSPECT, body.data, body.kind, sequential)
+        result[LABELS[i]] = {
+            "per_s": round(run.items / sum(run.seconds), 2),
+            "cpu_ms": round(run.cpu_s / (run.cpu_items or run.items) * 1000.0, 2),
+            "p50_ms": round(statistics.median(one.latencies_ms), 2),
+            "failed": len(run.failures) + len(one.failures),
+        }
+    return result
+
+
+def _summary(ratios: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(ratios), 3),
+        "geomean": round(math.exp(statistics.fmean(map(math.log, ratios))), 3),
+        "min": round(min(ratios), 3),
+        "max": round(max(ratios), 3),
+    }
+
+
+@contextlib.contextmanager
+def _worktree(repo: Path, ref: str, into: Path) -> Iterator[Path]:
+    """``ref`` checked out (detached) at ``into``, removed afterwards."""
+    _git(repo, "worktree", "add", "--detach", str(into), ref)
+    try:
+        yield into
+    finally:
+        _git(repo, "worktree", "remove", "--force", str(into))
+
+
+def _commit(repo: Path, ref: str) -> dict[str, str]:
+    return {"ref": ref, "commit": _git(repo, "rev-parse", "--short", ref).strip()}
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout

@@ -1,0 +1,56 @@
+"""``python -m service bench-ab``: two commits served side by side, from git worktrees."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from service.benchmarks.ab import bench_ab
+from service.cli import build_parser, cmd_bench_ab
+from service.config import Settings
+from service.store import ModelStore
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _worktrees() -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "list"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_options() -> None:
+    args = build_parser().parse_args(["bench-ab", "main", "HEAD", "--rounds", "4"])
+    assert (args.handler, args.a, args.b, args.rounds, args.body) == (
+        cmd_bench_ab,
+        "main",
+        "HEAD",
+        4,
+        "raw",
+    )
+
+
+def test_two_refs_are_served_and_compared_round_by_round(
+    model_store: ModelStore, tmp_path: Path
+) -> None:
+    before = _worktrees()
+    settings = Settings(
+        _env_file=None,
+        model_store=model_store.root,  # absolute: both servers serve the tiny probe model
+        model_name="probe",
+        data_root=tmp_path / "no-data",
+        max_batch=2,
+        onnx_threads=2,
+        warmup_runs=1,
+    )
+    summary = bench_ab(
+        settings, repo=REPO, refs=("HEAD", "HEAD"), rounds=2, clients=2, per_client=2, sequential=2
+    )
+    assert summary["failed_requests"] == 0
+    refs = summary["refs"]
+    assert refs["a"]["commit"] == refs["b"]["commit"]  # type: ignore[index]
+    assert [sorted(r) for r in summary["rounds"]] == [["a", "b"], ["a", "b"]]  # type: ignore[union-attr]
+    for name in ("throughput", "one_client_p50"):
+        ratios = summary["b_over_a"][name]  # type: ignore[index]
+        assert 0 < ratios["min"] <= ratios["median"] <= ratios["max"]
+    assert _worktrees() == before  # the checkouts are removed
