@@ -41,8 +41,8 @@ def bench_ab(
     strip_source: str = "real",
 ) -> dict[str, object]:
     """Serve ``refs`` (A, B) of the repository at ``repo`` side by side and compare them."""
-    spec = ModelStore(settings.model_store).load(settings.model_name, settings.model_alias)
-    shape = (spec.manifest.input.height, spec.manifest.input.width)
+    version = ModelStore(settings.model_store).load(settings.model_name, settings.model_alias)
+    shape = (version.manifest.input.height, version.manifest.input.width)
     strips, source = _strips(settings.data_root, shape, strip_source)
     body = _body(strips, body_format)
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
