@@ -21,7 +21,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from service.benchmarks.http_load import Server, post_strips
-from service.benchmarks.serving import INSPECT, _Body, _body, _clients, _server, _strips
+from service.benchmarks.serving import (
+    INSPECT,
+    _Body,
+    _body,
+    _clients,
+    _server,
+    _strips,
+    _Tally,
+)
 from service.config import Settings
 from service.store import ModelStore
 
@@ -85,13 +93,14 @@ def _round(
     order = range(len(servers)) if index % 2 == 0 else reversed(range(len(servers)))
     result: dict[str, dict[str, float]] = {}
     for i in order:
-        run = _clients(servers[i], body, clients, per_client)
+        block = _Tally()
+        block.add(_clients(servers[i], body, clients, per_client))
         one = post_strips(servers[i].port, INSPECT, body.data, body.kind, sequential)
         result[LABELS[i]] = {
-            "per_s": round(run.items / sum(run.seconds), 2),
-            "cpu_ms": round(run.cpu_s / (run.cpu_items or run.items) * 1000.0, 2),
+            "per_s": block.rate(),
+            "cpu_ms": block.cpu_ms(),
             "p50_ms": round(statistics.median(one.latencies_ms), 2),
-            "failed": len(run.failures) + len(one.failures),
+            "failed": len(block.failures) + len(one.failures),
         }
     return result
 
