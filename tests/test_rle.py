@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from service import rle
 from service.rle import decode, encode
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "severstal-samples"
@@ -122,6 +123,30 @@ def test_random_round_trip(shape: tuple[int, int]) -> None:
         values = [int(v) for v in encoded.split()]
         starts = values[0::2]
         assert starts == sorted(starts)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (4, 3), (17, 31), (256, 1600)])
+def test_both_ways_of_finding_runs_agree(shape: tuple[int, int]) -> None:
+    # ``encode`` finds the runs from row-major changes when they are few (smooth masks, blobs)
+    # and from a column-major copy otherwise; both must give the reference's runs.
+    rng = np.random.default_rng(len(shape) + shape[0])
+    blobs = np.zeros(shape, dtype=bool)
+    blobs[shape[0] // 3 :, : shape[1] // 2] = True
+    blobs[: shape[0] // 2, -(shape[1] // 4) :] = True
+    masks = [blobs, ~blobs] + [rng.random(shape) < d for d in (0.0, 0.02, 0.5, 0.98, 1.0)]
+    for mask in masks:
+        expected = [int(v) for v in _reference_encode(mask).split()]
+        changes = np.flatnonzero(mask[1:] != mask[:-1])
+        for bounds in (rle._run_bounds_by_rows(mask, changes), rle._run_bounds_by_columns(mask)):
+            bounds[1::2] -= bounds[::2]
+            assert bounds.tolist() == expected
+
+
+def test_a_smooth_strip_mask_matches_the_reference() -> None:
+    # Few changes per column: the row-major way, on a full-size strip with runs across columns.
+    yy, xx = np.mgrid[:256, :1600]
+    mask = ((yy - 128) ** 2 / 90**2 + (xx - 700) ** 2 / 400**2 < 1) | (xx > 1590) | (yy == 0)
+    assert encode(mask) == _reference_encode(mask)
 
 
 def _reference_encode(mask: np.ndarray) -> str:
