@@ -95,11 +95,6 @@ class Batcher:
         self._retired = False
         self._threads = ThreadPoolExecutor(max_runs, thread_name_prefix=f"infer-{model}-v{version}")
 
-    @property
-    def busy(self) -> bool:
-        """Whether a run is under way or strips are waiting for one."""
-        return self._running > 0 or bool(self._waiting)
-
     @contextlib.contextmanager
     def announce(self) -> Iterator[None]:
         """Declare a strip on its way (being decoded), so that a forming batch waits for it."""
