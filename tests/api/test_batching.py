@@ -77,13 +77,9 @@ def test_lanes_split_the_cpu_threads_between_the_runs(
     assert lane_threads(options) == lanes
 
 
-@pytest.mark.parametrize("busy", [False, True], ids=["classes-on-2-threads", "one-thread"])
 @pytest.mark.parametrize("source", ["unet", "random"])
-def test_defects_carry_exactly_the_evaluation_masks(
-    model_store: ModelStore, source: str, busy: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_defects_carry_exactly_the_evaluation_masks(model_store: ModelStore, source: str) -> None:
     inspector = Inspector.load(model_store, "unet-tiny", "production", ServingOptions(max_batch=1))
-    monkeypatch.setattr(type(inspector.batcher), "busy", busy)
     rng = np.random.default_rng(0)
     if source == "unet":
         strip = rng.integers(0, 256, inspector.shape, dtype=np.uint8)
