@@ -17,6 +17,7 @@ from pydantic import (
 
 from service.db.export import InspectionRecord
 from service.db.models import ID_LENGTH, Inspection, Job, JobEvent, Review
+from service.db.values import InspectionValues
 from service.jobs.queue import JobState
 from service.jobs.request import JobRequest
 from service.store import Manifest
@@ -100,7 +101,7 @@ class InspectionOut(BaseModel):
     defects: list[DefectOut]
 
     @classmethod
-    def fields_of(cls, row: Inspection | InspectionRecord) -> dict[str, Any]:
+    def fields_of(cls, row: Inspection | InspectionValues | InspectionRecord) -> dict[str, Any]:
         return {
             "inspection_id": row.id,
             "camera_id": row.camera_id,
@@ -125,7 +126,7 @@ class InspectionOut(BaseModel):
         }
 
     @classmethod
-    def from_row(cls, row: Inspection | InspectionRecord) -> InspectionOut:
+    def from_row(cls, row: Inspection | InspectionValues | InspectionRecord) -> InspectionOut:
         return cls(**cls.fields_of(row))
 
 
@@ -133,7 +134,7 @@ class InspectResponse(InspectionOut):
     timings_ms: TimingsOut
 
     @classmethod
-    def from_row(cls, row: Inspection) -> InspectResponse:
+    def from_row(cls, row: Inspection | InspectionValues) -> InspectResponse:
         return cls(**cls.fields_of(row), timings_ms=TimingsOut(**row.timings))
 
 

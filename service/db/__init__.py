@@ -13,6 +13,7 @@ from service.db.inspections import (
     new_inspection,
 )
 from service.db.models import Base, Defect, Inspection
+from service.db.values import InspectionValues
 
 __all__ = [
     "Base",
@@ -20,6 +21,7 @@ __all__ = [
     "Inspection",
     "InspectionFilter",
     "InspectionPage",
+    "InspectionValues",
     "InvalidCursor",
     "find_inspection",
     "frame_inspection_id",

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 from sqlalchemy import Connection, Select, bindparam, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -20,23 +19,7 @@ from sqlalchemy.orm import Session
 from service.db.filters import InspectionFilter
 from service.db.models import Defect, Inspection
 from service.db.rollup import count_inspection
-
-
-class DefectFields(Protocol):
-    """What a defect must carry to be recorded (service.defects.DefectValues has these)."""
-
-    @property
-    def class_id(self) -> int: ...
-    @property
-    def class_name(self) -> str: ...
-    @property
-    def encoded_pixels(self) -> str: ...
-    @property
-    def area_px(self) -> int: ...
-    @property
-    def score(self) -> float: ...
-    @property
-    def bbox(self) -> tuple[int, int, int, int]: ...
+from service.db.values import DefectFields, InspectionValues
 
 
 class InvalidCursor(ValueError):
@@ -64,13 +47,13 @@ def new_inspection(
     timings: Mapping[str, float],
     defects: Sequence[DefectFields],
     inspection_id: uuid.UUID | None = None,
-) -> Inspection:
-    """A new inspection row, not yet stored.
+) -> InspectionValues:
+    """A new inspection, not yet stored.
 
     Its id is drawn here, before any write, so that a result kept in the spool while the
     database is away is stored later under the id its client already has.
     """
-    return Inspection(
+    return InspectionValues(
         id=inspection_id or uuid.uuid4(),
         camera_id=camera_id,
         frame_id=frame_id,
@@ -84,11 +67,13 @@ def new_inspection(
         timings=dict(timings),
         image_height=image_height,
         image_width=image_width,
-        defects=[_defect_row(defect) for defect in defects],
+        defects=list(defects),
     )
 
 
-def insert_inspection(connection: Connection, row: Inspection) -> tuple[Inspection, bool]:
+def insert_inspection(
+    connection: Connection, row: InspectionValues
+) -> tuple[InspectionValues | Inspection, bool]:
     """Store ``row`` with its defects in a transaction of its own: an idempotent insert.
 
     Returns ``(row, True)`` when written, or ``(existing, False)`` when its id or its
@@ -99,20 +84,15 @@ def insert_inspection(connection: Connection, row: Inspection) -> tuple[Inspecti
 
     The rows go in as Core inserts built once, on a plain connection: no unit of work, no ORM
     session, no statement built per call (SQLite, 4 defects, CPU caches cold as after a session
-    run: 1.4 against 1.9 ms through a session with the inserts built per call). ``row`` stays
-    transient; callers keep reading it as they built it.
+    run: 1.4 against 1.9 ms through a session with the inserts built per call).
     """
     try:
         with connection.begin():
             # A duplicate fails on this first statement, before any rollup row is locked.
-            connection.execute(_INSERT_INSPECTION, [_column_values(row, _INSPECTION_COLUMNS)])
+            connection.execute(_INSERT_INSPECTION, [_inspection_columns(row)])
             if row.defects:
                 connection.execute(
-                    _INSERT_DEFECT,
-                    [
-                        {**_column_values(defect, _DEFECT_COLUMNS), "inspection_id": row.id}
-                        for defect in row.defects
-                    ],
+                    _INSERT_DEFECT, [_defect_columns(defect, row.id) for defect in row.defects]
                 )
             count_inspection(connection, row)
     except IntegrityError:
@@ -123,7 +103,7 @@ def insert_inspection(connection: Connection, row: Inspection) -> tuple[Inspecti
     return row, True
 
 
-def _recorded_instead(connection: Connection, row: Inspection) -> Inspection | None:
+def _recorded_instead(connection: Connection, row: InspectionValues) -> Inspection | None:
     """The inspection already stored under ``row``'s id or frame, after a refused insert."""
     with Session(bind=connection) as session:
         existing = session.get(Inspection, row.id)
@@ -133,32 +113,28 @@ def _recorded_instead(connection: Connection, row: Inspection) -> Inspection | N
 
 
 _INSPECTION_COLUMNS = tuple(column.key for column in Inspection.__table__.columns)
-_DEFECT_COLUMNS = tuple(
-    column.key
-    for column in Defect.__table__.columns
-    if column.key not in ("id", "inspection_id")  # the database's serial; the parent's id
-)
 _INSERT_INSPECTION = insert(Inspection.__table__)
 _INSERT_DEFECT = insert(Defect.__table__)
 
 
-def _column_values(row: Inspection | Defect, columns: Sequence[str]) -> dict[str, object]:
-    return {column: getattr(row, column) for column in columns}
+def _inspection_columns(row: InspectionValues) -> dict[str, object]:
+    return {column: getattr(row, column) for column in _INSPECTION_COLUMNS}
 
 
-def _defect_row(defect: DefectFields) -> Defect:
+def _defect_columns(defect: DefectFields, inspection_id: uuid.UUID) -> dict[str, object]:
     x_min, y_min, x_max, y_max = defect.bbox
-    return Defect(
-        class_id=defect.class_id,
-        class_name=defect.class_name,
-        encoded_pixels=defect.encoded_pixels,
-        area_px=defect.area_px,
-        score=defect.score,
-        bbox_x_min=x_min,
-        bbox_y_min=y_min,
-        bbox_x_max=x_max,
-        bbox_y_max=y_max,
-    )
+    return {
+        "inspection_id": inspection_id,
+        "class_id": defect.class_id,
+        "class_name": defect.class_name,
+        "encoded_pixels": defect.encoded_pixels,
+        "area_px": defect.area_px,
+        "score": defect.score,
+        "bbox_x_min": x_min,
+        "bbox_y_min": y_min,
+        "bbox_x_max": x_max,
+        "bbox_y_max": y_max,
+    }
 
 
 _OF_FRAME = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from service.db.models import Defect, DefectHour, Inspection, InspectionHour
+from service.db.values import DefectFields, InspectionValues
 
 NO_LINE = ""
 """The rollup's line key for inspections without a line (the API refuses empty line ids)."""
@@ -58,7 +60,7 @@ def line_key(line_id: str | None) -> str:
     return NO_LINE if line_id is None else line_id
 
 
-def count_inspection(connection: Connection, row: Inspection) -> None:
+def count_inspection(connection: Connection, row: InspectionValues) -> None:
     """Add ``row`` (already inserted) and its defects to the rollup in the connection's
     transaction.
 
@@ -101,7 +103,7 @@ def _upserts(dialect: str) -> tuple[Insert, Insert]:
     return made, found
 
 
-def _classes(defects: list[Defect]) -> dict[tuple[int, str], tuple[int, int]]:
+def _classes(defects: Sequence[DefectFields]) -> dict[tuple[int, str], tuple[int, int]]:
     """(class id, class name) -> (defects, total area): one upsert row per key, as the rows may
     go out as one multi-row statement and Postgres refuses an upsert that touches a row twice."""
     counts: Counter[tuple[int, str]] = Counter()

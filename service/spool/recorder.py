@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db import (
     Inspection,
+    InspectionValues,
     frame_inspection_id,
     get_inspection,
     insert_inspection,
@@ -95,7 +96,7 @@ class ResultRecorder:
         with self._recent_lock:
             return (camera_id, frame_id) in self._recent
 
-    def _remember(self, row: Inspection) -> None:
+    def _remember(self, row: Inspection | InspectionValues) -> None:
         if row.frame_id is None:
             return
         with self._recent_lock:
@@ -103,7 +104,7 @@ class ResultRecorder:
             if len(self._recent) > RECENT_FRAMES:
                 self._recent.popitem(last=False)
 
-    def find(self, *, camera_id: str, frame_id: str) -> Inspection | None:
+    def find(self, *, camera_id: str, frame_id: str) -> Inspection | InspectionValues | None:
         """A frame's recorded result: the spool's (not yet in the database), else the
         database's (unless it is down: then the frame is taken as new)."""
         spooled = self.spool.find((camera_id, frame_id))
@@ -122,13 +123,13 @@ class ResultRecorder:
             self._mark_down(error)
             return None
 
-    def record(self, row: Inspection) -> tuple[Inspection, bool]:
+    def record(self, row: InspectionValues) -> tuple[Inspection | InspectionValues, bool]:
         """Keep ``row``: ``(row, True)``, or ``(earlier, False)`` when its frame already was."""
         kept = self._keep(row)
         self._remember(kept[0])
         return kept
 
-    def _keep(self, row: Inspection) -> tuple[Inspection, bool]:
+    def _keep(self, row: InspectionValues) -> tuple[Inspection | InspectionValues, bool]:
         if self._down is None:
             try:
                 with self._engine.connect() as connection:

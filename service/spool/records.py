@@ -1,4 +1,4 @@
-"""One inspection as one line of JSON in the spool, and back to an (unsaved) ORM row."""
+"""One inspection as one line of JSON in the spool, and back to its values."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from service.db import Inspection, new_inspection
+from service.db import InspectionValues, new_inspection
 from service.defects import DefectValues
 
 FORMAT = 1
@@ -21,7 +21,7 @@ class RecordError(ValueError):
     """A line that is not a spooled inspection of this format."""
 
 
-def encode(row: Inspection) -> bytes:
+def encode(row: InspectionValues) -> bytes:
     """The row as one compact JSON line, newline included."""
     record = {
         "format": FORMAT,
@@ -52,7 +52,7 @@ def encode(row: Inspection) -> bytes:
     return json.dumps(record, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
-def decode(line: bytes) -> Inspection:
+def decode(line: bytes) -> InspectionValues:
     """A row equal to the one ``encode`` was given; ``RecordError`` for anything else."""
     record = _parse(line)
     try:
@@ -88,7 +88,7 @@ def key_of(line: bytes) -> Key | None:
     return None if frame_id is None else (camera_id, frame_id)
 
 
-def key_of_row(row: Inspection) -> Key | None:
+def key_of_row(row: InspectionValues) -> Key | None:
     return None if row.frame_id is None else (row.camera_id, row.frame_id)
 
 

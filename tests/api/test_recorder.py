@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,7 @@ def test_replay_skips_what_the_database_already_has(engine: Engine, tmp_path: Pa
         with engine.connect() as connection:
             insert_inspection(connection, row)
     spooled = [_row("f0", camera), _row("f1", camera), _row("f2", camera), _row(None, camera)]
-    spooled[1].id = reached.id
+    spooled[1] = dataclasses.replace(spooled[1], id=reached.id)
     for row in spooled:
         recorder.spool.append(encode(row), key_of(encode(row)))
     recorder.spool.append(b'{"format": 1, "camera_id": "garbage"}\n', None)

@@ -3,6 +3,7 @@ the migration, and a summary read from it equal to one read from the inspections
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from service.db import (
+    Defect,
     Inspection,
     InspectionFilter,
+    InspectionValues,
     insert_inspection,
     make_engine,
     make_session_factory,
@@ -72,7 +75,7 @@ def cameras(engine: Engine) -> list[str]:
     return names
 
 
-def _random_row(rng: random.Random, camera_id: str, **overrides: Any) -> Inspection:
+def _random_row(rng: random.Random, camera_id: str, **overrides: Any) -> InspectionValues:
     """An inspection somewhere in the HOURS after T0; a fifth exactly on an hour's start."""
     hour = timedelta(hours=rng.randrange(HOURS))
     offset = timedelta(0) if rng.random() < 0.2 else timedelta(seconds=rng.random() * 3600)
@@ -277,13 +280,33 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         admin.dispose()
 
 
+def _orm_row(values: InspectionValues) -> Inspection:
+    """``values`` as ORM rows: what stores an inspection where no rollup exists yet."""
+    defects = [
+        Defect(
+            class_id=d.class_id,
+            class_name=d.class_name,
+            encoded_pixels=d.encoded_pixels,
+            area_px=d.area_px,
+            score=d.score,
+            bbox_x_min=d.bbox[0],
+            bbox_y_min=d.bbox[1],
+            bbox_x_max=d.bbox[2],
+            bbox_y_max=d.bbox[3],
+        )
+        for d in values.defects
+    ]
+    columns = {f.name: getattr(values, f.name) for f in dataclasses.fields(values)}
+    return Inspection(**(columns | {"defects": defects}))
+
+
 def test_the_migration_counts_the_inspections_already_recorded(fresh_database_url: str) -> None:
     upgrade(fresh_database_url, "0003")
     engine = make_engine(fresh_database_url)
     rng, cameras = random.Random(3), ["m-c0", "m-c1", "m-c2"]
     try:
         with make_session_factory(engine)() as session:  # before 0004: no rollup to keep
-            session.add_all(_random_row(rng, rng.choice(cameras)) for _ in range(150))
+            session.add_all(_orm_row(_random_row(rng, rng.choice(cameras))) for _ in range(150))
             session.commit()
         upgrade(fresh_database_url)
         where = InspectionFilter(since=T0, until=T0 + timedelta(hours=HOURS))

@@ -38,7 +38,7 @@ from service.api.schemas import (
     FrameQuery,
     InspectResponse,
 )
-from service.db import Inspection, new_inspection
+from service.db import Inspection, InspectionValues, new_inspection
 from service.images import ImageArchive
 from service.inference.batcher import BatchResult
 from service.inference.decode import MEDIA_TYPES, RAW_MEDIA_TYPE, ImageRejected
@@ -196,7 +196,7 @@ async def _inspect(
     image: Image,
     started: float,
     received_at: datetime,
-) -> tuple[Inspection, bool]:
+) -> tuple[Inspection | InspectionValues, bool]:
     """One strip through the model and into the results: ``(row, replayed)``.
 
     A frame this process recorded lately is looked up first (a gateway's retry: no model run).
@@ -235,7 +235,9 @@ async def _inspect(
     return row, not created  # not created: recorded before, or by a concurrent retry
 
 
-async def _stored_result(results: ResultRecorder, frame: FrameQuery) -> Inspection | None:
+async def _stored_result(
+    results: ResultRecorder, frame: FrameQuery
+) -> Inspection | InspectionValues | None:
     if frame.frame_id is None:
         return None
     return await run_in_threadpool(results.find, camera_id=frame.camera_id, frame_id=frame.frame_id)
@@ -260,7 +262,7 @@ def _conclude_and_record(
     result: BatchResult,
     started: float,
     received_at: datetime,
-) -> tuple[Inspection, bool]:
+) -> tuple[Inspection | InspectionValues, bool]:
     """Post-process, record, and hand a new result's strip to the archive's writer, in one
     worker-thread hop (a background task after the response cost a hop of its own)."""
     findings = model.conclude(decoded, result)
