@@ -7,35 +7,24 @@ cursor on Postgres), and are regrouped per inspection as they go by.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.filters import InspectionFilter
 from service.db.models import Defect, Inspection
+from service.db.values import InspectionHeader
 from service.defects import DefectValues
 
 BATCH = 1000
 
 
-@dataclass
-class InspectionRecord:
+@dataclass(frozen=True)
+class InspectionRecord(InspectionHeader):
     """An inspection as exported: plain values, no session attached."""
 
-    id: uuid.UUID
-    camera_id: str
-    frame_id: str | None
-    line_id: str | None
-    coil_id: str | None
-    captured_at: datetime | None
-    received_at: datetime
-    model_name: str
-    model_version: int
-    has_defect: bool
     defects: list[DefectValues] = field(default_factory=list)
 
 

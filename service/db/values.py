@@ -1,4 +1,5 @@
-"""A new inspection as plain values, before it is stored (stored ones come back as ORM rows)."""
+"""Inspections as plain values: a new one before it is stored, and exported ones (reads that go
+through the ORM come back as ORM rows)."""
 
 from __future__ import annotations
 
@@ -27,13 +28,8 @@ class DefectFields(Protocol):
 
 
 @dataclass(frozen=True)
-class InspectionValues:
-    """An inspection to record: what the API makes of a strip, and what the spool keeps.
-
-    Plain values rather than ORM rows: the rows go in as Core inserts, so an ``Inspection``
-    with a ``Defect`` per class (the relationship firing its events on every one) was built only
-    to be read back, 0.37 ms per strip in the service. The field names are the columns'.
-    """
+class InspectionHeader:
+    """An inspection's own columns that every plain-values form of it carries."""
 
     id: uuid.UUID
     camera_id: str
@@ -45,6 +41,17 @@ class InspectionValues:
     model_name: str
     model_version: int
     has_defect: bool
+
+
+@dataclass(frozen=True)
+class InspectionValues(InspectionHeader):
+    """An inspection to record: what the API makes of a strip, and what the spool keeps.
+
+    Plain values rather than ORM rows: the rows go in as Core inserts, so an ``Inspection``
+    with a ``Defect`` per class (the relationship firing its events on every one) was built only
+    to be read back, 0.37 ms per strip in the service. The field names are the columns'.
+    """
+
     timings: dict[str, float]
     image_height: int
     image_width: int
