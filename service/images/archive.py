@@ -11,8 +11,8 @@ limits over the files they know of: give each its own folder, or expect up to N 
 ``offer`` hands a strip to one writer thread and returns: a 400 KB file write is no part of
 answering. Measured against writing it in the request's own worker thread before answering
 (paired, one client posting 10 x 40 real strips back to back): p50 0.927x. ``find`` waits
-until the strips handed over before it are written (the queue is empty almost always: a write
-takes about 0.5 ms), so a strip is found as soon as its inspection's answer is out.
+for its own strip if that is still queued (a write takes about 0.5 ms), not for the strips
+queued around it, so a strip is found as soon as its inspection's answer is out.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ class ImageArchive:
         self._bytes = 0
         self._lock = threading.Lock()
         self._waiting: queue.Queue[_Strip | None] = queue.Queue(MAX_WAITING_STRIPS)
+        self._pending: dict[uuid.UUID, threading.Event] = {}
+        """Per strip handed over and not yet written (or failed), set once it is."""
+        self._pending_lock = threading.Lock()
         self._writer: threading.Thread | None = None
 
     def open(self) -> None:
@@ -123,9 +126,13 @@ class ImageArchive:
         never blocks: the inspection's result matters, its picture does not."""
         if self.policy == "none" or (self.policy == "defects" and not has_defect):
             return
+        written = threading.Event()
+        with self._pending_lock:
+            self._pending[inspection_id] = written
         try:
             self._waiting.put_nowait(_Strip(inspection_id, received_at, data, content_type))
         except queue.Full:
+            self._settle(inspection_id)
             count_strip_not_kept("behind")
             logger.warning(
                 "strip of inspection %s not kept: %d strips are still waiting for the disk",
@@ -146,8 +153,16 @@ class ImageArchive:
                 count_strip_not_kept("failed")
                 logger.exception("strip of inspection %s not kept", strip.inspection_id)
             finally:
+                self._settle(strip.inspection_id)
                 self._waiting.task_done()
         self._waiting.task_done()
+
+    def _settle(self, inspection_id: uuid.UUID) -> None:
+        """Release whoever waits for this strip: it is written, failed or dropped."""
+        with self._pending_lock:
+            written = self._pending.pop(inspection_id, None)
+        if written is not None:
+            written.set()
 
     def keep(
         self, *, inspection_id: uuid.UUID, received_at: datetime, data: bytes, content_type: str
@@ -166,9 +181,12 @@ class ImageArchive:
             self._prune()
 
     def find(self, *, inspection_id: uuid.UUID, received_at: datetime) -> KeptImage | None:
-        """The kept strip of an inspection, once the strips handed over before are written."""
-        if self._writer is not None:
-            self._waiting.join()
+        """The kept strip of an inspection, once it is written if it was still waiting for the
+        writer (only for its own write, not for the strips queued around it)."""
+        with self._pending_lock:
+            written = self._pending.get(inspection_id)
+        if written is not None and self._writer is not None:
+            written.wait()
         for path in self._day(received_at).glob(f"{inspection_id}.*"):
             if path.suffix in MEDIA_OF_SUFFIX:
                 return KeptImage(path, MEDIA_OF_SUFFIX[path.suffix])

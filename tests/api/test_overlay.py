@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,6 +136,29 @@ def test_offered_strips_are_written_by_the_writer_and_found_at_once(tmp_path: Pa
     _offer(archive, last, now)
     archive.close()  # writes what was handed over
     assert (tmp_path / now.strftime("%Y-%m-%d") / f"{last}.raw").read_bytes() == last.bytes
+
+
+def test_find_waits_for_its_own_strip_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now, archive = datetime.now(UTC), _roomy_archive(tmp_path)
+    archive.open()
+    written, stalled = uuid.uuid4(), uuid.uuid4()
+    _offer(archive, written, now)
+    assert archive.find(inspection_id=written, received_at=now) is not None
+    disk_back, keep = threading.Event(), archive.keep
+
+    def slow_keep(**strip: Any) -> None:
+        disk_back.wait()  # a disk that stalls on this write
+        keep(**strip)
+
+    monkeypatch.setattr(archive, "keep", slow_keep)
+    _offer(archive, stalled, now)
+    threading.Timer(1.5, disk_back.set).start()  # the disk comes back in 1.5 s
+    started = time.monotonic()
+    assert archive.find(inspection_id=written, received_at=now) is not None
+    assert time.monotonic() - started < 0.75  # not held up by the stalled strip's write
+    kept = archive.find(inspection_id=stalled, received_at=now)  # waits for its own write
+    assert kept is not None and kept.read() == stalled.bytes
+    archive.close()
 
 
 def test_a_writer_that_falls_behind_drops_strips_not_memory(
