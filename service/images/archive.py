@@ -154,8 +154,6 @@ class ImageArchive:
                 logger.exception("strip of inspection %s not kept", strip.inspection_id)
             finally:
                 self._settle(strip.inspection_id)
-                self._waiting.task_done()
-        self._waiting.task_done()
 
     def _settle(self, inspection_id: uuid.UUID) -> None:
         """Release whoever waits for this strip: it is written, failed or dropped."""
