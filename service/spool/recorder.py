@@ -97,10 +97,11 @@ class ResultRecorder:
             return (camera_id, frame_id) in self._recent
 
     def _remember(self, row: Inspection | InspectionValues) -> None:
-        if row.frame_id is None:
+        key = records.key_of_row(row)
+        if key is None:
             return
         with self._recent_lock:
-            self._recent[row.camera_id, row.frame_id] = None
+            self._recent[key] = None
             if len(self._recent) > RECENT_FRAMES:
                 self._recent.popitem(last=False)
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from service.db import InspectionValues, new_inspection
+from service.db import Inspection, InspectionValues, new_inspection
 from service.defects import DefectValues
 
 FORMAT = 1
@@ -88,7 +88,7 @@ def key_of(line: bytes) -> Key | None:
     return None if frame_id is None else (camera_id, frame_id)
 
 
-def key_of_row(row: InspectionValues) -> Key | None:
+def key_of_row(row: Inspection | InspectionValues) -> Key | None:
     return None if row.frame_id is None else (row.camera_id, row.frame_id)
 
 
