@@ -3,7 +3,6 @@ the migration, and a summary read from it equal to one read from the inspections
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import uuid
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from service.db import (
     make_session_factory,
     new_inspection,
 )
+from service.db.inspections import _defect_columns, _inspection_columns
 from service.db.migrate import upgrade
 from service.db.models import DefectHour, InspectionHour
 from service.db.rollup import rebuild_rollup
@@ -282,22 +282,8 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 
 def _orm_row(values: InspectionValues) -> Inspection:
     """``values`` as ORM rows: what stores an inspection where no rollup exists yet."""
-    defects = [
-        Defect(
-            class_id=d.class_id,
-            class_name=d.class_name,
-            encoded_pixels=d.encoded_pixels,
-            area_px=d.area_px,
-            score=d.score,
-            bbox_x_min=d.bbox[0],
-            bbox_y_min=d.bbox[1],
-            bbox_x_max=d.bbox[2],
-            bbox_y_max=d.bbox[3],
-        )
-        for d in values.defects
-    ]
-    columns = {f.name: getattr(values, f.name) for f in dataclasses.fields(values)}
-    return Inspection(**(columns | {"defects": defects}))
+    defects = [Defect(**_defect_columns(d, values.id)) for d in values.defects]
+    return Inspection(**_inspection_columns(values), defects=defects)
 
 
 def test_the_migration_counts_the_inspections_already_recorded(fresh_database_url: str) -> None:
