@@ -17,7 +17,7 @@ from typing import get_args
 
 from service.architectures import ENCODER_NAMES, FAMILY_NAMES
 from service.benchmarks.serving_inputs import BODIES, STRIP_SOURCES
-from service.compression import METHOD_NAMES
+from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.compression.config import DEVICES, CompressionConfig
 from service.config import Role, get_settings
 from service.data.catalog import SPLITS
@@ -172,13 +172,6 @@ def cmd_bench_codec(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench_neu(args: argparse.Namespace) -> int:
-    from service.benchmarks.neu import bench_neu
-
-    _print_json(bench_neu(args.out, epochs=args.epochs, width=args.width, device=args.device))
-    return 0
-
-
 def _compression_config(args: argparse.Namespace) -> CompressionConfig:
     return CompressionConfig(
         model=args.model,
@@ -187,7 +180,13 @@ def _compression_config(args: argparse.Namespace) -> CompressionConfig:
         flops_reduction=None if args.pruning_ratio is not None else args.flops_reduction,
         pruning_ratio=args.pruning_ratio,
         steps=args.steps,
-        finetune_epochs_per_step=args.finetune_epochs,
+        finetune_epochs_per_step=args.finetune_epochs_per_step,
+        finetune_epochs=args.finetune_epochs,
+        schedule=args.schedule,
+        lr_schedule=args.lr_schedule,
+        allocation=args.allocation,
+        max_layer_ratio=args.max_layer_ratio,
+        round_to=args.round_to,
         max_dice_drop=args.max_dice_drop,
         dataset=args.dataset,
         device=args.device,
@@ -220,14 +219,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     _print_json(result.to_json())
-    return 0
-
-
-def cmd_bench_compress(args: argparse.Namespace) -> int:
-    from service.benchmarks.compression import bench_compress
-
-    config = _compression_config(args)
-    _print_json(bench_compress(args.out, args.store, config, progress=not args.quiet))
     return 0
 
 
@@ -396,19 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
         return sub
 
-    def compression_options(
-        sub: argparse.ArgumentParser, flops_reduction: float | None = None, distill: bool = False
-    ) -> None:
+    def compression_options(sub: argparse.ArgumentParser) -> None:
         defaults = CompressionConfig
         sub.add_argument("--ref", default=defaults.ref, help="source version number or alias")
         sub.add_argument(
             "--method", default=defaults.method, choices=METHOD_NAMES, help="pruning criterion"
         )
-        target = sub.add_mutually_exclusive_group(required=flops_reduction is None)
+        target = sub.add_mutually_exclusive_group(required=True)
         target.add_argument(
             "--flops-reduction",
             type=float,
-            default=flops_reduction,
             help="fraction of the MACs to remove, (0, 0.95]",
         )
         target.add_argument(
@@ -416,10 +404,43 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--steps", type=int, default=defaults.steps, help="pruning steps")
         sub.add_argument(
+            "--finetune-epochs-per-step",
+            type=float,
+            default=defaults.finetune_epochs_per_step,
+            help="recovery epochs after each step (a fraction is allowed, 0 for none)",
+        )
+        sub.add_argument(
             "--finetune-epochs",
             type=int,
-            default=defaults.finetune_epochs_per_step,
-            help="fine-tuning epochs after each step",
+            default=defaults.finetune_epochs,
+            help="epochs of the one final fine-tune (0: keep the last step within the drop)",
+        )
+        sub.add_argument(
+            "--schedule", default=defaults.schedule, choices=SCHEDULES, help="step targets"
+        )
+        sub.add_argument(
+            "--lr-schedule",
+            default=defaults.lr_schedule,
+            choices=LR_SCHEDULES,
+            help="learning rate over the final fine-tune",
+        )
+        sub.add_argument(
+            "--allocation",
+            default=defaults.allocation,
+            choices=ALLOCATIONS,
+            help="global: one ranking across layers, capped; uniform: every layer alike",
+        )
+        sub.add_argument(
+            "--max-layer-ratio",
+            type=float,
+            default=defaults.max_layer_ratio,
+            help="the most of its channels any layer may lose (global allocation)",
+        )
+        sub.add_argument(
+            "--round-to",
+            type=int,
+            default=None,
+            help="pruned widths a multiple of this (default: 16 with AVX-512, else 8)",
         )
         sub.add_argument(
             "--max-dice-drop",
@@ -432,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--distill",
             action=argparse.BooleanOptionalAction,
-            default=distill,
+            default=defaults.distill,
             help="distil from the source model while fine-tuning",
         )
         sub.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
@@ -466,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--dataset",
         required=True,
-        help="neu, neu:PATH, severstal:PATH or a Severstal-format folder",
+        help="neu, neu:PATH, magnetic-tile, magnetic-tile:PATH, severstal:PATH or a folder",
     )
     sub.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, run.json)")
     sub.add_argument("--arch", default="unet", choices=FAMILY_NAMES, help="decoder family")
@@ -579,27 +600,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--keep", action="store_true", help="keep the schema afterwards")
     sub.add_argument("--out", type=Path, default=Path("var/bench-history"), help="results folder")
 
-    sub = command("bench-neu", cmd_bench_neu, "train + evaluate the baseline recipe on NEU-Seg")
-    sub.add_argument("--out", type=Path, default=Path("var/bench-neu"), help="work folder")
-    sub.add_argument("--epochs", type=int, default=15, help="epochs")
-    sub.add_argument("--width", type=float, default=0.25, help="width multiplier")
-    sub.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="device")
-
     sub = command("compress", cmd_compress, "prune, fine-tune and publish a version (candidate)")
     sub.add_argument("--model", default=settings.model_name, help="model name")
     sub.add_argument("--work-dir", type=Path, required=True, help="job folder (resumable)")
     compression_options(sub)
     store_option(sub)
-
-    sub = command(
-        "bench-compress", cmd_bench_compress, "FPGM vs random, L1, tp FPGM on the NEU baseline"
-    )
-    sub.add_argument("--model", default="neu-unet", help="model published by bench-neu")
-    sub.add_argument("--out", type=Path, default=Path("var/bench-compress"), help="work folder")
-    sub.add_argument(
-        "--store", type=Path, default=Path("var/bench-neu/store"), help="bench-neu's store"
-    )
-    compression_options(sub, flops_reduction=0.8, distill=True)
 
     sub = command("migrate", cmd_migrate, "create or upgrade the results database (Alembic)")
     sub.add_argument(

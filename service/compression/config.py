@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from service.compression import METHOD_NAMES
+from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.inference.preprocess import STRIDE
 from service.store import Manifest
 
@@ -14,6 +15,19 @@ MAX_PRUNING_RATIO = 0.9
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_CROP = (256, 256)
 DEFAULT_BATCH_SIZE = 8
+MAX_ROUND_TO = 64
+CPU_INFO = Path("/proc/cpuinfo")
+
+
+def simd_round_to(cpuinfo: Path = CPU_INFO) -> int:
+    """The channel multiple for this host's widest float SIMD: ONNX Runtime's NCHWc block is 16
+    floats with AVX-512 and 8 with AVX2."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return 8
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return 16 if "avx512f" in flags else 8
 
 
 @dataclass(frozen=True)
@@ -24,9 +38,23 @@ class CompressionConfig:
     in (0, 0.95]; step k aims at k/steps of it) or ``pruning_ratio`` (the fraction of every
     layer's channels to remove, in (0, 0.9]; step k removes k/steps of it).
 
-    ``max_dice_drop`` is in absolute Dice points: 1.0 point = 0.01 Dice. A step whose
-    validation Dice (the competition Dice, with the source's post-processing) lies more than
-    that below the source's ends the job, and the last step within it is published.
+    Schedule: ``steps`` pruning steps, each followed by ``finetune_epochs_per_step`` epochs of
+    recovery (a fraction of an epoch is allowed, 0 for none), then one final fine-tune of
+    ``finetune_epochs`` with a large learning rate (``lr_schedule``: one-cycle, or warm-up +
+    cosine) and, with ``distill``, distillation from the source. ``schedule`` says how the step
+    targets approach the final one: ``linear`` (equal parts) or ``agp`` (Zhu & Gupta's cubic:
+    large steps first, small ones last).
+
+    Allocation (see ``allocation``): ``global`` ranks channels across layers with
+    ``max_layer_ratio`` as the most any layer may lose; ``uniform`` prunes every layer alike.
+    ``round_to`` makes every pruned width a multiple of it; None picks the host's SIMD block.
+    ``scratch`` prunes to FPGM's architecture, then re-initialises it before the fine-tune.
+
+    ``max_dice_drop`` is in absolute Dice points: 1.0 point = 0.01 Dice. Without a final
+    fine-tune, a step whose validation Dice (the competition Dice, with the source's
+    post-processing) lies more than that below the source's ends the job, and the last step
+    within it is published. With one, the steps run to the target and the fine-tuned net must
+    be within the drop to be published.
 
     ``dataset``, ``crop`` and ``batch_size`` left as None come from the source version's
     lineage settings (what it was trained or fine-tuned with), else from the defaults above.
@@ -37,12 +65,18 @@ class CompressionConfig:
     method: str = "fpgm"
     flops_reduction: float | None = None
     pruning_ratio: float | None = None
-    steps: int = 5
-    finetune_epochs_per_step: int = 2
+    steps: int = 8
+    finetune_epochs_per_step: float = 0.25
+    finetune_epochs: int = 16
+    schedule: str = "linear"
+    lr_schedule: str = "onecycle"
+    allocation: str = "global"
+    max_layer_ratio: float = 0.9
+    round_to: int | None = None
     max_dice_drop: float = 1.0
     dataset: str | None = None
     device: str = "auto"
-    distill: bool = False
+    distill: bool = True
     distill_weight: float = 1.0
     seed: int = 0
     batch_size: int | None = None
@@ -63,7 +97,8 @@ class CompressionConfig:
         return data
 
     def resolved(self, source: Manifest) -> CompressionConfig:
-        """Dataset, crop and batch size filled in from the source version where not given."""
+        """Dataset, crop and batch size filled in from the source version where not given, and
+        ``round_to`` from this host's SIMD width."""
         recorded = source.lineage.settings
         dataset = self.dataset or recorded.get("dataset")
         if not dataset:
@@ -72,7 +107,13 @@ class CompressionConfig:
             )
         crop = self.crop or recorded.get("crop") or DEFAULT_CROP
         batch_size = self.batch_size or recorded.get("batch_size") or DEFAULT_BATCH_SIZE
-        return replace(self, dataset=dataset, crop=tuple(crop), batch_size=int(batch_size))
+        return replace(
+            self,
+            dataset=dataset,
+            crop=tuple(crop),
+            batch_size=int(batch_size),
+            round_to=self.round_to or simd_round_to(),
+        )
 
 
 def _problems(config: CompressionConfig) -> list[str]:
@@ -94,8 +135,19 @@ def _problems(config: CompressionConfig) -> list[str]:
         )
     if config.steps < 1:
         problems.append(f"steps must be at least 1, got {config.steps}")
-    if config.finetune_epochs_per_step < 0:
-        problems.append("finetune_epochs_per_step must not be negative")
+    if config.finetune_epochs_per_step < 0 or config.finetune_epochs < 0:
+        problems.append("finetune_epochs_per_step and finetune_epochs must not be negative")
+    for name, value, choices in (
+        ("schedule", config.schedule, SCHEDULES),
+        ("lr_schedule", config.lr_schedule, LR_SCHEDULES),
+        ("allocation", config.allocation, ALLOCATIONS),
+    ):
+        if value not in choices:
+            problems.append(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    if not 0 < config.max_layer_ratio < 1:
+        problems.append(f"max_layer_ratio must be in (0, 1), got {config.max_layer_ratio}")
+    if config.round_to is not None and not 1 <= config.round_to <= MAX_ROUND_TO:
+        problems.append(f"round_to must be in [1, {MAX_ROUND_TO}], got {config.round_to}")
     if config.max_dice_drop < 0:
         problems.append("max_dice_drop (Dice points) must not be negative")
     if config.device not in DEVICES:

@@ -1,9 +1,11 @@
-"""Fine-tuning between pruning steps, optionally distilled from the source model."""
+"""Fine-tuning after pruning (a short recovery between steps, one long fine-tune at the end),
+optionally distilled from the source model."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from service.training.losses import BceDiceLoss
 from service.training.train import (
     Objective,
     Optimisation,
+    cpu_state,
     epoch_loader,
     train_one_epoch,
 )
@@ -45,7 +48,7 @@ def finetune(
     crops: TrainingCrops,
     objective: Objective,
     *,
-    epochs: int,
+    epochs: float,
     batch_size: int,
     lr: float,
     seed: int,
@@ -53,29 +56,67 @@ def finetune(
     device: torch.device,
     before_batch: Callable[[], None],
     after_epoch: Callable[[int, float], None],
+    lr_schedule: str = "cosine",
+    checkpoint: Path | None = None,
 ) -> list[float]:
-    """``epochs`` epochs with a fresh AdamW and warm-up + cosine schedule; the mean losses.
+    """``epochs`` epochs (a fraction is allowed: the last epoch stops early) with a fresh AdamW
+    and ``lr_schedule``; the mean loss of each epoch.
 
-    A fresh optimiser per pruning step: pruning replaced the parameters the old one tracked.
-    Epoch ``e`` draws the crops of ``first_epoch + e``, so steps see different crops and a
-    resumed job sees the same ones.
+    A fresh optimiser per call: pruning replaced the parameters the old one tracked. Epoch ``e``
+    draws the crops of ``first_epoch + e``, so calls see different crops and a resumed job sees
+    the same ones. With ``checkpoint``, the model, optimiser, schedule and losses are saved
+    there after every epoch and picked up from there on the next call.
     """
     steps_per_epoch = math.ceil(len(crops) / batch_size)
+    total_batches = math.ceil(epochs * steps_per_epoch - 1e-9)
+    if total_batches <= 0:
+        return []
     optimisation = Optimisation.for_model(
-        model, lr, WEIGHT_DECAY, max(1, steps_per_epoch * epochs), device
+        model, lr, WEIGHT_DECAY, total_batches, device, schedule=lr_schedule
     )
-    losses = []
-    for epoch in range(1, epochs + 1):
+    losses = _resume(checkpoint, model, optimisation)
+    for epoch in range(len(losses) + 1, math.ceil(epochs - 1e-9) + 1):
         loss = train_one_epoch(
             model,
             epoch_loader(crops, batch_size, seed, first_epoch + epoch),
             objective,
             optimisation,
             device,
-            description=f"fine-tune epoch {epoch}/{epochs}",
+            description=f"fine-tune epoch {epoch}/{epochs:g}",
             progress=False,
             before_batch=before_batch,
+            max_batches=total_batches - (epoch - 1) * steps_per_epoch,
         )
         losses.append(loss)
+        if checkpoint is not None:
+            _save(checkpoint, model, optimisation, losses)
         after_epoch(epoch, loss)
     return losses
+
+
+def _resume(checkpoint: Path | None, model: nn.Module, optimisation: Optimisation) -> list[float]:
+    """The losses of the epochs a checkpoint holds, with its state loaded; [] without one."""
+    if checkpoint is None or not checkpoint.is_file():
+        return []
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    optimisation.optimizer.load_state_dict(state["optimizer"])
+    optimisation.scheduler.load_state_dict(state["scheduler"])
+    optimisation.scaler.load_state_dict(state["scaler"])
+    return [float(loss) for loss in state["losses"]]
+
+
+def _save(
+    checkpoint: Path, model: nn.Module, optimisation: Optimisation, losses: list[float]
+) -> None:
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": cpu_state(model),
+        "optimizer": optimisation.optimizer.state_dict(),
+        "scheduler": optimisation.scheduler.state_dict(),
+        "scaler": optimisation.scaler.state_dict(),
+        "losses": losses,
+    }
+    staging = checkpoint.with_name(f".{checkpoint.name}.tmp")
+    torch.save(state, staging)
+    staging.replace(checkpoint)

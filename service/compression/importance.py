@@ -15,7 +15,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from service.compression import METHOD_NAMES
+from service.compression import CRITERIA
 
 
 class FilterImportance(tp.importance.Importance):
@@ -84,7 +84,7 @@ class GeometricMedianImportance(FilterImportance):
 
 IMPORTANCES: dict[str, Callable[[], tp.importance.Importance]] = dict(
     zip(
-        METHOD_NAMES,
+        CRITERIA,
         (
             GeometricMedianImportance,
             lambda: tp.importance.MagnitudeImportance(p=1),
@@ -100,5 +100,5 @@ def make_importance(method: str) -> tp.importance.Importance:
     """A fresh criterion for ``method``; an unknown name is an error listing the choices."""
     if method not in IMPORTANCES:
         choices = ", ".join(IMPORTANCES)
-        raise ValueError(f"unknown pruning method {method!r}; choose one of {choices}")
+        raise ValueError(f"unknown pruning criterion {method!r}; choose one of {choices}")
     return IMPORTANCES[method]()

@@ -1,6 +1,7 @@
-"""The compression job (DESIGN.md): prune a published version step by step with a chosen
-criterion, fine-tune and evaluate after every step, keep the last step within the allowed Dice
-drop, then check it and publish it as a new version with the alias ``candidate``.
+"""The compression job (DESIGN.md): prune a published version in small steps with a chosen
+criterion and allocation, recover briefly and evaluate after every step, fine-tune the result
+once at length (or, without a final fine-tune, keep the last step within the allowed Dice
+drop), then check it and publish it as a new version with the alias ``candidate``.
 
 Every completed step is saved in the work folder (see ``state``). Run again with the same work
 folder, a job resumes after its last completed step; a job that already published (recorded
@@ -13,17 +14,25 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from service.compression import SCRATCH
+from service.compression.allocation import (
+    Allocator,
+    conv_widths,
+    prune_to_level,
+    score_groups,
+    search_level,
+    search_macs,
+)
 from service.compression.config import CompressionConfig
 from service.compression.finetune import distillation_objective, finetune
 from service.compression.importance import make_importance
-from service.compression.pruning import prune_channels, prune_to_macs, search_macs
 from service.compression.publish import CANDIDATE_ALIAS, publish_candidate
 from service.compression.report import REPORT_JSON, REPORT_PNG, write_report
 from service.compression.state import (
@@ -39,15 +48,26 @@ from service.data.base import SegmentationDataset
 from service.data.catalog import open_dataset, parse_dataset_spec
 from service.evaluation.run import Predictor, evaluate
 from service.inference.preprocess import padded_size
-from service.nets import Architecture, SegmentationModel, count_params_and_macs
+from service.nets import (
+    Architecture,
+    SegmentationModel,
+    build_model,
+    count_params_and_macs,
+    record_layer_shapes,
+)
 from service.store import ClassPostprocess, InputSpec, Manifest, ModelStore
 from service.training.crops import TrainingCrops
 from service.training.losses import BceDiceLoss
 from service.training.predict import resolve_device, torch_predictor
 from service.training.publish import WEIGHTS_FILE, load_version_model
-from service.training.train import task_objective
+from service.training.train import Objective, task_objective
 
 Progress = Callable[[dict[str, Any]], None]
+PRUNE, FINETUNE = "prune", "finetune"
+"""A step record's kind: a pruning step (with its short recovery) or the final fine-tune."""
+SCRATCH_CRITERION = "fpgm"
+"""The criterion whose architecture ``scratch`` re-initialises."""
+FINETUNE_CHECKPOINT = "finetune.pt"
 
 
 class CompressionCancelled(Exception):
@@ -129,6 +149,16 @@ class _Job:
     def spec(self) -> InputSpec:
         return self.manifest.input
 
+    @property
+    def source_arch(self) -> Architecture:
+        return Architecture.from_dict(self.manifest.architecture.model_dump())
+
+    def crops(self) -> TrainingCrops:
+        config = self.config
+        return TrainingCrops(
+            self.train_set, config.crop, self.spec.channels, self.spec.normalisation, config.seed
+        )
+
     def measure(self, model: SegmentationModel, rules: list[ClassPostprocess]) -> dict[str, Any]:
         """Validation scores with ``rules``, and params/MACs at the served (padded) size."""
         scores = evaluate(
@@ -158,7 +188,8 @@ def run_compression(
     """Run (or resume) the job; raises CompressionCancelled, CompressionError or ValueError.
 
     ``progress`` receives dicts with ``event`` (baseline, pruned, epoch, step, published),
-    ``step``, ``steps``, ``epoch``, ``loss``, ``val_dice``, ``macs`` and ``params``.
+    ``step``, ``steps``, ``epoch``, ``loss``, ``val_dice``, ``macs`` and ``params``. The final
+    fine-tune counts as the step after the last pruning step, and in ``steps``.
     """
     work_dir = Path(work_dir)
     job_record = read_json(work_dir / JOB_FILE)
@@ -168,9 +199,8 @@ def run_compression(
     finished = read_json(work_dir / RESULT_FILE)
     if finished is not None:
         return _finished_result(store, config.model, work_dir, finished["version"])
-    job = _open_job(
-        config, store, work_dir, job_record, _Watch(config.steps, progress, should_cancel)
-    )
+    stages = config.steps + (config.finetune_epochs > 0)
+    job = _open_job(config, store, work_dir, job_record, _Watch(stages, progress, should_cancel))
     if job_record is None:
         write_json(
             work_dir / JOB_FILE,
@@ -183,12 +213,18 @@ def run_compression(
         )
     job.watch.emit("baseline", step=0, **job.baseline)
     records = _run_steps(job)
-    kept = next((r["step"] for r in reversed(records) if r["within_drop"]), None)
+    if job.config.finetune_epochs > 0:
+        records.append(_final_finetune(job, records))
+        kept = records[-1]["step"] if records[-1]["within_drop"] else None
+    else:
+        kept = next((r["step"] for r in reversed(records) if r["within_drop"]), None)
     if kept is None:
         write_report(work_dir, job.config, job.manifest, job.baseline, records, None, None)
+        failed = records[-1] if job.config.finetune_epochs > 0 else records[0]
         raise CompressionError(
-            f"step 1 already lost {records[0]['dice_drop_points']:.2f} Dice points, more than "
-            f"the {job.config.max_dice_drop} allowed: nothing to publish"
+            f"{'the fine-tuned net' if job.config.finetune_epochs > 0 else 'step 1'} lost "
+            f"{failed['dice_drop_points']:.2f} Dice points, more than the "
+            f"{job.config.max_dice_drop} allowed: nothing to publish"
         )
     job.watch.check()
     published = _published_by(store, job.config) or publish_candidate(
@@ -272,36 +308,33 @@ def _open_splits(dataset: str, num_classes: int) -> tuple[SegmentationDataset, S
 
 
 def _run_steps(job: _Job) -> list[dict[str, Any]]:
-    """Prune, fine-tune and evaluate from the step after the last completed one."""
+    """Prune, recover and evaluate from the step after the last completed one; the records of
+    every pruning step. Without a final fine-tune, a step beyond the allowed drop is the last."""
     config = job.config
-    records = completed_steps(job.work_dir)
+    records = [r for r in completed_steps(job.work_dir) if r.get("kind", PRUNE) == PRUNE]
     model = (
         load_step_model(job.work_dir, records[-1]["step"]) if records else copy.deepcopy(job.source)
     )
     model.to(job.device)
-    importance = make_importance(config.method)
-    crops = TrainingCrops(
-        job.train_set, config.crop, job.spec.channels, job.spec.normalisation, config.seed
-    )
-    objective = (
-        distillation_objective(job.source, config.distill_weight)
-        if config.distill
-        else task_objective(BceDiceLoss())
-    )
+    importance = make_importance(SCRATCH_CRITERION if config.method == SCRATCH else config.method)
+    allocator = Allocator(config.allocation, config.round_to or 1, config.max_layer_ratio)
+    source_widths = conv_widths(job.source)
+    objective = _objective(job)
     source_search_macs = search_macs(job.source)
-    source_arch = Architecture.from_dict(job.manifest.architecture.model_dump())
     for step in range(len(records) + 1, config.steps + 1):
-        if records and not records[-1]["within_drop"]:
+        if records and not records[-1]["within_drop"] and config.finetune_epochs == 0:
             break
         job.watch.check()
         started = time.perf_counter()
-        seed = config.seed * 1000 + step
+        groups = score_groups(model, importance, source_widths, seed=config.seed * 1000 + step)
         if config.flops_reduction is not None:
-            target = source_search_macs * (1 - config.flops_reduction * step / config.steps)
-            model, ratio = prune_to_macs(model, importance, target, seed)
+            target = source_search_macs * step_macs_fraction(
+                config.flops_reduction, step, config.steps, config.schedule
+            )
+            model, level = search_level(model, groups, allocator, target)
         else:
-            ratio = _step_ratio(config.pruning_ratio, step, config.steps)
-            prune_channels(model, importance, ratio, seed)
+            level = _step_ratio(config.pruning_ratio, step, config.steps)
+            model = prune_to_level(model, groups, allocator, level)
         pruned = job.measure(model, job.manifest.postprocess)
         job.watch.emit("pruned", step=step, **pruned)
 
@@ -310,7 +343,7 @@ def _run_steps(job: _Job) -> list[dict[str, Any]]:
 
         losses = finetune(
             model,
-            crops,
+            job.crops(),
             objective,
             epochs=config.finetune_epochs_per_step,
             batch_size=config.batch_size,
@@ -321,24 +354,96 @@ def _run_steps(job: _Job) -> list[dict[str, Any]]:
             before_batch=job.watch.check,
             after_epoch=after_epoch,
         )
-        measured = job.measure(model, job.manifest.postprocess)
-        drop = (job.baseline["val_dice"] - measured["val_dice"]) * 100
         record = {
             "step": step,
-            "ratio": ratio,
-            **measured,
-            "macs_fraction": measured["macs"] / job.baseline["macs"],
+            "kind": PRUNE,
+            "ratio": level,
+            **_scored(job, job.measure(model, job.manifest.postprocess)),
             "val_dice_after_pruning": pruned["val_dice"],
             "losses": losses,
             "loss": losses[-1] if losses else None,
-            "dice_drop_points": drop,
-            "within_drop": drop <= config.max_dice_drop,
             "seconds": time.perf_counter() - started,
         }
-        save_step(job.work_dir, model, source_arch, record)
+        save_step(job.work_dir, model, job.source_arch, record)
         records.append(record)
-        job.watch.emit("step", step=step, epoch=len(losses), loss=record["loss"], **measured)
+        job.watch.emit("step", step=step, epoch=len(losses), loss=record["loss"], **_sizes(record))
     return records
+
+
+def _final_finetune(job: _Job, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The one long fine-tune of the last step's net (re-initialised first for ``scratch``);
+    resumes from its per-epoch checkpoint, and is saved as the step after the last."""
+    config = job.config
+    step = records[-1]["step"] + 1
+    done = next((r for r in completed_steps(job.work_dir) if r["step"] == step), None)
+    if done is not None:
+        return done
+    started = time.perf_counter()
+    model = load_step_model(job.work_dir, records[-1]["step"])
+    if config.method == SCRATCH:
+        torch.manual_seed(config.seed)
+        model = build_model(replace(job.source_arch, layer_shapes=record_layer_shapes(model)))
+    model.to(job.device)
+
+    def after_epoch(epoch: int, loss: float) -> None:
+        job.watch.emit("epoch", step=step, epoch=epoch, loss=loss)
+
+    losses = finetune(
+        model,
+        job.crops(),
+        _objective(job),
+        epochs=config.finetune_epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        first_epoch=step * 1000,
+        device=job.device,
+        before_batch=job.watch.check,
+        after_epoch=after_epoch,
+        lr_schedule=config.lr_schedule,
+        checkpoint=job.work_dir / FINETUNE_CHECKPOINT,
+    )
+    record = {
+        "step": step,
+        "kind": FINETUNE,
+        "ratio": records[-1]["ratio"],
+        **_scored(job, job.measure(model, job.manifest.postprocess)),
+        "val_dice_after_pruning": records[-1]["val_dice"],
+        "losses": losses,
+        "loss": losses[-1] if losses else None,
+        "seconds": time.perf_counter() - started,
+    }
+    save_step(job.work_dir, model, job.source_arch, record)
+    job.watch.emit("step", step=step, epoch=len(losses), loss=record["loss"], **_sizes(record))
+    return record
+
+
+def _objective(job: _Job) -> Objective:
+    if job.config.distill:
+        return distillation_objective(job.source, job.config.distill_weight)
+    return task_objective(BceDiceLoss())
+
+
+def _scored(job: _Job, measured: dict[str, Any]) -> dict[str, Any]:
+    """``measured`` with its MACs fraction and Dice drop against the source."""
+    drop = (job.baseline["val_dice"] - measured["val_dice"]) * 100
+    return {
+        **measured,
+        "macs_fraction": measured["macs"] / job.baseline["macs"],
+        "dice_drop_points": drop,
+        "within_drop": drop <= job.config.max_dice_drop,
+    }
+
+
+def step_macs_fraction(reduction: float, step: int, steps: int, schedule: str) -> float:
+    """The share of the source's MACs step ``step`` of ``steps`` aims at: ``linear`` removes
+    equal parts, ``agp`` follows Zhu & Gupta's cubic (1 - (1 - k/n)^3: large steps first)."""
+    progress = step / steps
+    if schedule == "agp":
+        progress = 1 - (1 - progress) ** 3
+    elif schedule != "linear":
+        raise ValueError(f"unknown schedule {schedule!r}")
+    return 1 - reduction * progress
 
 
 def _step_ratio(total_ratio: float, step: int, steps: int) -> float:
@@ -349,8 +454,11 @@ def _step_ratio(total_ratio: float, step: int, steps: int) -> float:
     return 1 - after / before
 
 
-def _sizes(manifest: Manifest) -> dict[str, Any]:
-    return {"macs": manifest.metrics.macs, "params": manifest.metrics.params}
+def _sizes(sized: Manifest | dict[str, Any]) -> dict[str, Any]:
+    """MACs and params of a published version or of a step record."""
+    if isinstance(sized, Manifest):
+        return {"macs": sized.metrics.macs, "params": sized.metrics.params}
+    return {key: sized[key] for key in ("macs", "params", "val_dice")}
 
 
 def _finished_result(

@@ -8,13 +8,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.compression import METHOD_NAMES
+from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.compression.config import (
     MAX_FLOPS_REDUCTION,
     MAX_PRUNING_RATIO,
+    MAX_ROUND_TO,
     CompressionConfig,
 )
 from service.data.catalog import open_dataset
+from service.data.magnetic_tile import is_magnetic_tile_folder
 from service.store import ModelStore, StoreError
 from service.store.store import validate_name
 
@@ -22,6 +24,7 @@ WEIGHTS_FILE = "weights.safetensors"
 """What a source version must hold to be pruned (service.training.publish writes it)."""
 
 Device = Literal["auto", "cpu", "cuda"]
+DEFAULTS = CompressionConfig.__dataclass_fields__
 
 
 class JobRejected(ValueError):
@@ -72,28 +75,72 @@ class JobRequest(BaseModel):
     source: JobSource
     method: str = Field(default="fpgm", json_schema_extra={"enum": list(METHOD_NAMES)})
     target: JobTarget
-    steps: int = Field(default=5, ge=1, le=100)
-    finetune_epochs_per_step: int = Field(default=2, ge=0, le=1000)
+    steps: int = Field(default=DEFAULTS["steps"].default, ge=1, le=100)
+    finetune_epochs_per_step: float = Field(
+        default=DEFAULTS["finetune_epochs_per_step"].default,
+        ge=0,
+        le=1000,
+        description="recovery after each pruning step, in epochs (fractions allowed)",
+    )
+    finetune_epochs: int = Field(
+        default=DEFAULTS["finetune_epochs"].default,
+        ge=0,
+        le=1000,
+        description="the one long fine-tune after the last step (0: none)",
+    )
+    schedule: str = Field(
+        default=DEFAULTS["schedule"].default, json_schema_extra={"enum": list(SCHEDULES)}
+    )
+    lr_schedule: str = Field(
+        default=DEFAULTS["lr_schedule"].default, json_schema_extra={"enum": list(LR_SCHEDULES)}
+    )
+    allocation: str = Field(
+        default=DEFAULTS["allocation"].default, json_schema_extra={"enum": list(ALLOCATIONS)}
+    )
+    max_layer_ratio: float = Field(default=DEFAULTS["max_layer_ratio"].default, gt=0, lt=1)
+    round_to: int | None = Field(
+        default=None, ge=1, le=MAX_ROUND_TO, description="default: the worker's SIMD block"
+    )
     max_dice_drop: float = Field(default=1.0, ge=0, le=100, description="absolute Dice points")
     dataset: str = Field(
         min_length=1, max_length=255, description="a dataset's folder name under DATA_ROOT"
     )
     device: Device = "auto"
-    distill: bool = False
+    distill: bool = DEFAULTS["distill"].default
     seed: int = Field(default=0, ge=0, lt=2**31)
 
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str) -> str:
-        if method not in METHOD_NAMES:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHOD_NAMES)}")
-        return method
+        return _one_of("method", method, METHOD_NAMES)
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, schedule: str) -> str:
+        return _one_of("schedule", schedule, SCHEDULES)
+
+    @field_validator("lr_schedule")
+    @classmethod
+    def _known_lr_schedule(cls, lr_schedule: str) -> str:
+        return _one_of("lr_schedule", lr_schedule, LR_SCHEDULES)
+
+    @field_validator("allocation")
+    @classmethod
+    def _known_allocation(cls, allocation: str) -> str:
+        return _one_of("allocation", allocation, ALLOCATIONS)
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return value
 
 
 def dataset_spec(name: str, data_root: Path) -> str:
-    """The catalog spec (``neu:PATH`` or ``severstal:PATH``) of the dataset folder ``name``
-    under ``data_root``. Names only: absolute paths, ``..`` and anything that resolves (through
-    links) outside ``data_root`` are refused, so a request can never point a worker elsewhere."""
+    """The catalog spec (``neu:PATH``, ``magnetic-tile:PATH`` or ``severstal:PATH``) of the
+    dataset folder ``name`` under ``data_root``. Names only: absolute paths, ``..`` and
+    anything that resolves (through links) outside ``data_root`` are refused, so a request can
+    never point a worker elsewhere."""
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts or ":" in name or "\\" in name:
         raise JobRejected(
@@ -105,14 +152,16 @@ def dataset_spec(name: str, data_root: Path) -> str:
         raise JobRejected("invalid_dataset", f"dataset {name!r} resolves outside DATA_ROOT")
     if not folder.is_dir():
         raise JobRejected("unknown_dataset", f"there is no dataset {name!r} under DATA_ROOT")
+    if is_magnetic_tile_folder(folder):
+        return f"magnetic-tile:{folder}"
     if (folder / "manifest.csv").is_file():
         return f"neu:{folder}"
     if (folder / "train.csv").is_file():
         return f"severstal:{folder}"
     raise JobRejected(
         "unknown_dataset",
-        f"{name!r} under DATA_ROOT is neither NEU-Seg (manifest.csv) nor Severstal-format "
-        "(train.csv and train_images/)",
+        f"{name!r} under DATA_ROOT is neither NEU-Seg (manifest.csv), magnetic-tile "
+        "(manifest.csv and MT_Free/) nor Severstal-format (train.csv and train_images/)",
     )
 
 
@@ -134,6 +183,12 @@ def compression_config(
             pruning_ratio=request.target.pruning_ratio,
             steps=request.steps,
             finetune_epochs_per_step=request.finetune_epochs_per_step,
+            finetune_epochs=request.finetune_epochs,
+            schedule=request.schedule,
+            lr_schedule=request.lr_schedule,
+            allocation=request.allocation,
+            max_layer_ratio=request.max_layer_ratio,
+            round_to=request.round_to,
             max_dice_drop=request.max_dice_drop,
             dataset=dataset_spec(request.dataset, data_root),
             device=request.device,

@@ -145,6 +145,7 @@ class _Attempt:
         request = JobRequest.model_validate(self.job.request)
         self.progress.setdefault("steps", request.steps)
         self.progress["epochs"] = request.finetune_epochs_per_step
+        self.progress["finetune_epochs"] = request.finetune_epochs
         config = compression_config(
             request,
             source_version=self.job.source_version,

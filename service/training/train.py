@@ -39,6 +39,8 @@ RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_WEIGHTS_FILE = "best.safetensors"
 WARMUP_FRACTION = 0.05
+ONE_CYCLE_RISE = 0.3
+ONE_CYCLE_START = 1 / 25
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 """(model, images, masks) -> loss. A function of the model, not of its logits, so that
@@ -72,7 +74,8 @@ class TrainConfig:
 
 @dataclass
 class Optimisation:
-    """AdamW, its warm-up + cosine schedule and the AMP grad scaler (enabled on CUDA only)."""
+    """AdamW, its learning-rate schedule (warm-up + cosine, or one-cycle) and the AMP grad
+    scaler (enabled on CUDA only)."""
 
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -86,11 +89,14 @@ class Optimisation:
         weight_decay: float,
         total_steps: int,
         device: torch.device,
+        schedule: str = "cosine",
     ) -> Optimisation:
+        if schedule not in LR_FACTORS:
+            raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {list(LR_FACTORS)}")
         optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
         return cls(
             optimizer,
-            torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps)),
+            torch.optim.lr_scheduler.LambdaLR(optimizer, LR_FACTORS[schedule](total_steps)),
             torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
         )
 
@@ -201,16 +207,20 @@ def train_one_epoch(
     description: str,
     progress: bool,
     before_batch: Callable[[], None] | None = None,
+    max_batches: int | None = None,
 ) -> float:
-    """One pass over ``loader`` (AMP on CUDA); returns the mean loss.
+    """One pass over ``loader`` (AMP on CUDA), or its first ``max_batches``; the mean loss.
 
     ``before_batch`` runs before every batch: a caller that must stop promptly (a cancelled
     job) raises from it.
     """
     model.train()
     losses = []
-    bar = tqdm(loader, desc=description, disable=not progress, leave=False)
+    total = len(loader) if max_batches is None else min(len(loader), max_batches)
+    bar = tqdm(loader, desc=description, disable=not progress, leave=False, total=total)
     for images, masks in bar:
+        if len(losses) == total:
+            break
         if before_batch is not None:
             before_batch()
         images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
@@ -237,6 +247,28 @@ def warmup_cosine(total_steps: int) -> Callable[[int], float]:
         return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def one_cycle(total_steps: int) -> Callable[[int], float]:
+    """LambdaLR factor of Smith's one-cycle: a cosine rise from 1/25 of the peak over the first
+    30% of steps, then a cosine fall to zero."""
+    rise = max(1, int(total_steps * ONE_CYCLE_RISE))
+
+    def factor(step: int) -> float:
+        if step < rise:
+            return (
+                ONE_CYCLE_START + (1 - ONE_CYCLE_START) * (1 - math.cos(math.pi * step / rise)) / 2
+            )
+        progress = (step - rise) / max(1, total_steps - rise)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+LR_FACTORS: dict[str, Callable[[int], Callable[[int], float]]] = {
+    "cosine": warmup_cosine,
+    "onecycle": one_cycle,
+}
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:

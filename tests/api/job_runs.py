@@ -22,6 +22,8 @@ TINY_JOB: dict[str, Any] = {
     "target": {"pruning_ratio": 0.5},
     "steps": 2,
     "finetune_epochs_per_step": 0,
+    "finetune_epochs": 0,
+    "round_to": 1,  # the tiny net's layers are 8 to 64 wide: let every one be pruned
     "max_dice_drop": 100.0,  # a 1-epoch net's Dice is noise: let every step count
     "dataset": DATASET,
     "device": "cpu",

@@ -158,6 +158,49 @@ def test_a_job_runs_from_queued_to_a_version_that_promotion_serves(
     assert served.json()["model"] == {"name": "tiny", "version": 2}
 
 
+def test_a_job_with_the_step_schedule_and_final_fine_tune_runs_end_to_end(
+    client: TestClient, store: ModelStore
+) -> None:
+    recipe = {
+        "method": "scratch",
+        "target": {"flops_reduction": 0.5},
+        "steps": 2,
+        "finetune_epochs_per_step": 0.25,
+        "finetune_epochs": 1,
+        "schedule": "agp",
+        "lr_schedule": "onecycle",
+        "allocation": "global",
+        "max_layer_ratio": 0.75,
+        "round_to": 8,
+        "distill": True,
+    }
+    posted = _post(client, **recipe)
+    thread = _in_thread(_worker(client))
+    done = wait_for(
+        lambda: (job := _get(client, posted["job_id"]))["state"] not in ("queued", "running")
+        and job,
+        timeout=300,
+        what="the job to end",
+    )
+    thread.join(timeout=30)
+    assert done["state"] == "succeeded", done["error"]
+    kinds = [event["kind"] for event in done["events"]]
+    assert kinds[2:-2] == [
+        "baseline", "pruned", "epoch", "step", "pruned", "epoch", "step", "epoch", "step",
+    ]  # fmt: skip
+    progress = done["progress"]
+    assert (progress["step"], progress["steps"], progress["fraction"]) == (3, 3, 1.0)
+    manifest = store.manifest("tiny", done["result"]["version"])
+    settings = manifest.lineage.settings
+    assert manifest.lineage.method == "scratch"
+    assert {key: settings[key] for key in recipe if key not in ("target", "method")} == {
+        key: value for key, value in recipe.items() if key not in ("target", "method")
+    }
+    assert manifest.metrics.macs <= 0.5 * store.manifest("tiny", 1).metrics.macs
+    report = client.get(f"{JOBS}/{posted['job_id']}/report").json()
+    assert report["kept_step"] == 3
+
+
 def test_a_queued_job_is_cancelled_at_once_and_never_runs(client: TestClient) -> None:
     job_id = _post(client)["job_id"]
     response = client.post(f"{JOBS}/{job_id}/cancel")
@@ -243,6 +286,15 @@ def test_the_listing_is_newest_first(client: TestClient) -> None:
         ({"device": "tpu"}, "invalid_parameter", "device"),
         ({"steps": 0}, "invalid_parameter", "steps"),
         ({"finetune_epochs_per_step": -1}, "invalid_parameter", "finetune_epochs_per_step"),
+        ({"finetune_epochs": -1}, "invalid_parameter", "finetune_epochs"),
+        ({"finetune_epochs": 0.5}, "invalid_parameter", "finetune_epochs"),
+        ({"schedule": "exponential"}, "invalid_parameter", "unknown schedule"),
+        ({"lr_schedule": "step"}, "invalid_parameter", "unknown lr_schedule"),
+        ({"allocation": "random"}, "invalid_parameter", "unknown allocation"),
+        ({"max_layer_ratio": 1.0}, "invalid_parameter", "max_layer_ratio"),
+        ({"max_layer_ratio": 0}, "invalid_parameter", "max_layer_ratio"),
+        ({"round_to": 0}, "invalid_parameter", "round_to"),
+        ({"round_to": 65}, "invalid_parameter", "round_to"),
         ({"max_dice_drop": -0.5}, "invalid_parameter", "max_dice_drop"),
         ({"priority": 1}, "unknown_parameter", "priority"),
         ({"dataset": "/etc"}, "invalid_dataset", "not a path"),

@@ -10,7 +10,7 @@ tp = pytest.importorskip("torch_pruning")
 
 from torch import nn  # noqa: E402
 
-from service.compression import METHOD_NAMES  # noqa: E402
+from service.compression import CRITERIA  # noqa: E402
 from service.compression.importance import (  # noqa: E402
     IMPORTANCES,
     GeometricMedianImportance,
@@ -63,7 +63,7 @@ def test_grouped_convs_compare_filters_within_their_group_only() -> None:
     assert GeometricMedianImportance().filter_scores(weight.reshape(4, 1, 1, 2), groups=4) is None
 
 
-@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("method", CRITERIA)
 def test_every_criterion_scores_every_channel_of_every_group(method: str) -> None:
     model = build_model(Architecture("unet", "resnet18", 1, 4, 0.125)).eval()
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, 1, 64, 64))
@@ -76,6 +76,6 @@ def test_every_criterion_scores_every_channel_of_every_group(method: str) -> Non
 
 
 def test_the_table_matches_the_names_and_unknown_methods_fail() -> None:
-    assert tuple(IMPORTANCES) == METHOD_NAMES
-    with pytest.raises(ValueError, match="unknown pruning method 'taylor'"):
+    assert tuple(IMPORTANCES) == CRITERIA
+    with pytest.raises(ValueError, match="unknown pruning criterion 'taylor'"):
         make_importance("taylor")

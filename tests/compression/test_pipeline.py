@@ -23,15 +23,21 @@ from service.compression.pipeline import (  # noqa: E402
     CompressionResult,
     run_compression,
 )
+from service.compression.state import ARCHITECTURE_FILE, STEPS_DIR, load_step_model  # noqa: E402
 from service.inference.preprocess import padded_size, prepare_batch  # noqa: E402
 from service.inference.runtime import OnnxSegmenter  # noqa: E402
-from service.nets import count_params_and_macs  # noqa: E402
+from service.nets import Architecture, build_model, count_params_and_macs  # noqa: E402
 from service.store import ModelStore  # noqa: E402
 from service.training.publish import ONNX_FILE, load_version_model  # noqa: E402
 
 from .conftest import SOURCE_MODEL  # noqa: E402
 
 Events = list[dict[str, Any]]
+
+
+def last_step_arch(work_dir: Path, step: int) -> Architecture:
+    folder = work_dir / STEPS_DIR / f"{step:03d}"
+    return Architecture.from_dict(json.loads((folder / ARCHITECTURE_FILE).read_text()))
 
 
 def tiny_job(dataset: Path, **changes: Any) -> CompressionConfig:
@@ -41,6 +47,8 @@ def tiny_job(dataset: Path, **changes: Any) -> CompressionConfig:
         flops_reduction=0.5,
         steps=2,
         finetune_epochs_per_step=1,
+        finetune_epochs=0,
+        round_to=1,  # the tiny net's layers are 8 to 64 wide: let every one be pruned
         max_dice_drop=100.0,  # a 1-epoch net's Dice is noise: let both steps count
         dataset=str(dataset),
         device="cpu",
@@ -212,7 +220,8 @@ def test_the_cli_prints_the_result_of_a_finished_job(
         [
             "compress", "--quiet", "--model", SOURCE_MODEL, "--store", str(store.root),
             "--work-dir", str(work_dir), "--method", "fpgm", "--flops-reduction", "0.5",
-            "--steps", "2", "--finetune-epochs", "1", "--max-dice-drop", "100",
+            "--steps", "2", "--finetune-epochs-per-step", "1", "--finetune-epochs", "0",
+            "--round-to", "1", "--max-dice-drop", "100",
             "--dataset", str(synthetic_root), "--device", "cpu", "--distill", "--batch", "4",
             "--crop", "128x256", "--job-id", "job-1", "--latency-repeats", "2",
         ]
@@ -234,3 +243,36 @@ def test_the_cli_refuses_a_target_out_of_range(
     )  # fmt: skip
     assert code == 2
     assert "flops_reduction must be in (0, 0.95]" in capsys.readouterr().err
+
+
+def test_scratch_re_initialises_the_pruned_architecture_before_the_final_fine_tune(
+    store: ModelStore, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.compression import pipeline
+
+    starts: list[dict[str, Any]] = []
+    real_finetune = pipeline.finetune
+
+    def recording_finetune(model, *args, **kwargs):
+        starts.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_finetune(model, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "finetune", recording_finetune)
+    config = tiny_job(
+        synthetic_root, method="scratch", finetune_epochs_per_step=0, finetune_epochs=1, seed=3
+    )
+    result = run_compression(config, store, work_dir=tmp_path / "work")
+    final_start = starts[-1]
+    last_step = load_step_model(tmp_path / "work", config.steps)
+    torch.manual_seed(3)
+    fresh = build_model(last_step_arch(tmp_path / "work", config.steps))
+    for name, value in final_start.items():
+        assert torch.equal(value, fresh.state_dict()[name]), name
+    step_state = last_step.state_dict()
+    assert any(
+        not torch.equal(value, step_state[name])
+        for name, value in final_start.items()
+        if value.is_floating_point()
+    )
+    assert result.manifest.lineage.method == "scratch"
+    assert result.report["kept_step"] == config.steps + 1

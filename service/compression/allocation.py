@@ -1,0 +1,219 @@
+"""How many channels each layer keeps, and which: the allocation, then Torch-Pruning removes them.
+
+A *group* is Torch-Pruning's unit: a conv's filters with everything coupled to them (norm
+layers, the next convs' inputs, residual adds, U-Net concatenations); every channel belongs to
+exactly one group. The criterion scores a group's channels; the allocation decides how many
+each group keeps:
+
+- ``uniform``: every group loses the same fraction of its channels (the FPGM paper's way).
+- ``global``: the groups' scores, each divided by its group's mean so that layers compare,
+  are ranked together and one threshold decides (layer-adaptive: a layer whose channels look
+  alike loses more), with a cap: no group keeps less than ``1 - max_layer_ratio`` of its width
+  in the source, so none is emptied.
+
+Kept widths are multiples of ``round_to`` (ONNX Runtime's blocked NCHWc convolutions need
+channel counts that are multiples of the SIMD block: 16 with AVX-512, 8 with AVX2); a group
+already narrower than ``round_to`` keeps its width. The stem's input and the classifier's
+outputs (the classes) are never pruned.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from service.nets import SegmentationModel, count_params_and_macs
+
+SEARCH_SIZE = 32
+"""Side of the square input the pruner traces and the MACs search counts on. For sizes divisible
+by 32 every layer's MACs scale with height x width alike, so MACs fractions do not depend on it:
+the smallest such size is the fastest."""
+MACS_TOLERANCE = 0.01
+SEARCH_ITERATIONS = 12
+"""Bisection steps over the level: 1/4096 of the range, finer than one channel of any layer."""
+
+
+@dataclass(frozen=True)
+class GroupScores:
+    """One prunable group: its root conv's name, current and source widths, channel scores."""
+
+    root: str
+    width: int
+    source_width: int
+    scores: torch.Tensor
+
+    def floor(self, max_layer_ratio: float, round_to: int) -> int:
+        """The fewest channels the cap allows, rounded up to the block, at most the width."""
+        least = max(1, math.ceil(self.source_width * (1 - max_layer_ratio) - 1e-9))
+        return min(self.width, _round_up(least, round_to))
+
+    def keep(self, wanted: float, max_layer_ratio: float, round_to: int) -> int:
+        """``wanted`` channels rounded to the nearest block multiple, within [floor, width]."""
+        if self.width <= round_to:
+            return self.width
+        rounded = max(round_to, int(wanted / round_to + 0.5) * round_to)
+        return max(self.floor(max_layer_ratio, round_to), min(self.width, rounded))
+
+    def pruned_indices(self, keep: int) -> list[int]:
+        """The ``width - keep`` lowest-scored channels."""
+        order = torch.argsort(self.scores, stable=True)
+        return sorted(order[: self.width - keep].tolist())
+
+
+Plan = dict[str, int]
+"""Root conv name -> channels to keep."""
+
+
+@dataclass(frozen=True)
+class Allocator:
+    """Turns a scalar level (0 = prune nothing, towards 1 = prune the most) into a plan."""
+
+    allocation: str
+    round_to: int
+    max_layer_ratio: float
+
+    def plan(self, groups: list[GroupScores], level: float) -> Plan:
+        if self.allocation == "uniform":
+            return {
+                g.root: g.keep(g.width * (1 - level), self.max_layer_ratio, self.round_to)
+                for g in groups
+            }
+        if self.allocation == "global":
+            return self._global_plan(groups, level)
+        raise ValueError(f"unknown allocation {self.allocation!r}; choose uniform or global")
+
+    def _global_plan(self, groups: list[GroupScores], level: float) -> Plan:
+        normalised = [_normalised(g.scores) for g in groups]
+        everything = torch.cat(normalised)
+        removed = int(level * everything.numel())
+        if removed <= 0:
+            return {g.root: g.width for g in groups}
+        threshold = torch.sort(everything).values[min(removed, everything.numel()) - 1]
+        return {
+            g.root: g.keep(float((scores > threshold).sum()), self.max_layer_ratio, self.round_to)
+            for g, scores in zip(groups, normalised, strict=True)
+        }
+
+
+def _normalised(scores: torch.Tensor) -> torch.Tensor:
+    mean = scores.float().mean()
+    return scores.float() / mean if mean > 0 else scores.float()
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def search_macs(model: nn.Module) -> int:
+    """MACs of one SEARCH_SIZE x SEARCH_SIZE image: compare fractions, not absolute values."""
+    return count_params_and_macs(model, SEARCH_SIZE, SEARCH_SIZE)[1]
+
+
+def conv_widths(model: nn.Module) -> dict[str, int]:
+    """Every conv's output width by module name (what a plan's cap is measured against)."""
+    return {name: m.out_channels for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _graph(model: SegmentationModel) -> tp.DependencyGraph:
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    device = next(model.parameters()).device
+    example = torch.zeros(1, first_conv.in_channels, SEARCH_SIZE, SEARCH_SIZE, device=device)
+    return tp.DependencyGraph().build_dependency(model.eval(), example_inputs=example)
+
+
+def _groups(graph: tp.DependencyGraph, model: SegmentationModel) -> list[tp.dependency.Group]:
+    return list(
+        graph.get_all_groups(
+            ignored_layers=[model.classifier], root_module_types=[nn.Conv2d, nn.Linear]
+        )
+    )
+
+
+def score_groups(
+    model: SegmentationModel,
+    importance: tp.importance.Importance,
+    source_widths: Mapping[str, int],
+    seed: int,
+) -> list[GroupScores]:
+    """The criterion's scores for every prunable group of ``model``."""
+    graph = _graph(model)
+    names = {module: name for name, module in model.named_modules()}
+    torch.manual_seed(seed)  # the random criterion draws from torch's generator
+    scored = []
+    for group in _groups(graph, model):
+        root = group[0].dep.target.module
+        if not graph.is_out_channel_pruning_fn(group[0].dep.handler):
+            continue
+        scores = importance(group)
+        if scores is None:
+            continue
+        name = names[root]
+        width = graph.get_out_channels(root)
+        scored.append(GroupScores(name, width, source_widths.get(name, width), scores.cpu()))
+    return scored
+
+
+def apply_plan(model: SegmentationModel, groups: list[GroupScores], plan: Plan) -> None:
+    """Remove, in place, each group's lowest-scored channels down to the plan's width."""
+    graph = _graph(model)
+    modules = dict(model.named_modules())
+    for group in groups:
+        keep = plan[group.root]
+        if keep >= group.width:
+            continue
+        root = modules[group.root]
+        pruning_group = graph.get_pruning_group(
+            root, tp.prune_conv_out_channels, group.pruned_indices(keep)
+        )
+        if graph.check_pruning_group(pruning_group):
+            pruning_group.prune()
+
+
+def pruned_copy(
+    model: SegmentationModel, groups: list[GroupScores], plan: Plan
+) -> SegmentationModel:
+    candidate = copy.deepcopy(model)
+    apply_plan(candidate, groups, plan)
+    return candidate
+
+
+def prune_to_level(
+    model: SegmentationModel, groups: list[GroupScores], allocator: Allocator, level: float
+) -> SegmentationModel:
+    """A pruned copy at one level: a channel ratio (uniform) or the share of channels ranked
+    out (global)."""
+    return pruned_copy(model, groups, allocator.plan(groups, level))
+
+
+def search_level(
+    model: SegmentationModel,
+    groups: list[GroupScores],
+    allocator: Allocator,
+    target_macs: float,
+    measure: Callable[[nn.Module], float] = search_macs,
+) -> tuple[SegmentationModel, float]:
+    """The pruned copy whose MACs come closest to ``target_macs`` from below (within 1%), by
+    bisection over the level; where even the largest level misses, that copy."""
+    if measure(model) <= target_macs:
+        return copy.deepcopy(model), 0.0
+    low, high = 0.0, 1.0 - 1e-6
+    best: tuple[SegmentationModel, float] | None = None
+    for _ in range(SEARCH_ITERATIONS):
+        level = (low + high) / 2
+        candidate = prune_to_level(model, groups, allocator, level)
+        macs = measure(candidate)
+        if macs <= target_macs:
+            best, high = (candidate, level), level
+            if macs >= (1 - MACS_TOLERANCE) * target_macs:
+                break
+        else:
+            low = level
+    if best is None:
+        return prune_to_level(model, groups, allocator, high), high
+    return best

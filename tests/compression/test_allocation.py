@@ -1,0 +1,102 @@
+"""Allocation: uniform and global plans, the per-layer cap, widths in SIMD blocks, MACs targets,
+and the step schedules."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+
+from service.compression.allocation import (  # noqa: E402
+    Allocator,
+    conv_widths,
+    score_groups,
+    search_level,
+    search_macs,
+)
+from service.compression.config import simd_round_to  # noqa: E402
+from service.compression.importance import make_importance  # noqa: E402
+from service.compression.pipeline import step_macs_fraction  # noqa: E402
+from service.nets import Architecture, build_model  # noqa: E402
+from service.training.train import one_cycle, warmup_cosine  # noqa: E402
+
+
+def small_unet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(Architecture("unet", "resnet18", 1, 4, 0.25)).eval()
+
+
+@cache
+def pruned(allocation: str, fraction: float, round_to: int = 8, cap: float = 0.9):
+    """The source and its pruned copy (cached: the tests only read them)."""
+    model = small_unet()
+    groups = score_groups(model, make_importance("fpgm"), conv_widths(model), seed=0)
+    allocator = Allocator(allocation, round_to, cap)
+    result, _ = search_level(model, groups, allocator, fraction * search_macs(model))
+    return model, result
+
+
+def test_global_and_uniform_give_different_widths_at_the_same_macs() -> None:
+    source, uniform = pruned("uniform", 0.4)
+    _, global_ = pruned("global", 0.4)
+    source_macs = search_macs(source)
+    assert abs(search_macs(uniform) - search_macs(global_)) <= 0.05 * source_macs
+    assert search_macs(uniform) <= 0.4 * source_macs
+    assert search_macs(global_) <= 0.4 * source_macs
+    uniform_widths, global_widths = conv_widths(uniform), conv_widths(global_)
+    assert uniform_widths != global_widths
+    # Uniform keeps the same share of every layer of one source width; global does not.
+    same_width = [n for n, w in conv_widths(source).items() if w == 64 and "downsample" not in n]
+    assert len({uniform_widths[n] for n in same_width}) == 1
+    assert len({global_widths[n] for n in same_width}) > 1
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "global"])
+@pytest.mark.parametrize("round_to", [8, 16])
+def test_every_pruned_width_is_a_multiple_of_round_to(allocation: str, round_to: int) -> None:
+    source, result = pruned(allocation, 0.5, round_to=round_to)
+    before = conv_widths(source)
+    changed = {n: w for n, w in conv_widths(result).items() if w != before[n]}
+    assert changed, "something was pruned"
+    assert all(width % round_to == 0 for width in changed.values()), changed
+    assert result.classifier.out_channels == 4
+    assert result(torch.zeros(1, 1, 64, 96)).shape == (1, 4, 64, 96)
+
+
+def test_the_cap_leaves_every_layer_its_share_of_the_source() -> None:
+    source, result = pruned("global", 0.05, cap=0.5)
+    before = conv_widths(source)
+    for name, width in conv_widths(result).items():
+        assert width >= before[name] * 0.5, name
+
+
+def test_the_schedules_reach_the_target_linearly_or_front_loaded() -> None:
+    linear = [step_macs_fraction(0.8, k, 4, "linear") for k in range(1, 5)]
+    agp = [step_macs_fraction(0.8, k, 4, "agp") for k in range(1, 5)]
+    assert linear == pytest.approx([0.8, 0.6, 0.4, 0.2])
+    assert agp[-1] == pytest.approx(0.2)
+    assert agp[0] == pytest.approx(1 - 0.8 * (1 - 0.75**3))
+    steps = [a - b for a, b in zip([1.0, *agp], agp, strict=False)]
+    assert steps == sorted(steps, reverse=True)  # large steps first
+
+
+def test_one_cycle_rises_from_a_25th_to_the_peak_then_falls_to_zero() -> None:
+    factor = one_cycle(100)
+    assert factor(0) == pytest.approx(1 / 25)
+    assert factor(30) == pytest.approx(1.0)
+    assert factor(100) == pytest.approx(0.0, abs=1e-9)
+    assert max(factor(s) for s in range(100)) == pytest.approx(1.0)
+    assert warmup_cosine(100)(4) == pytest.approx(1.0)  # the short warm-up, for contrast
+
+
+def test_the_simd_block_is_read_from_the_cpu_flags(tmp_path) -> None:
+    avx512 = tmp_path / "avx512"
+    avx512.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512bw\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor : 0\nflags : fpu sse avx2 fma\n")
+    assert simd_round_to(avx512) == 16
+    assert simd_round_to(avx2) == 8
+    assert simd_round_to(tmp_path / "missing") == 8
