@@ -176,12 +176,12 @@ def test_a_job_with_the_step_schedule_and_final_fine_tune_runs_end_to_end(
     }
     posted = _post(client, **recipe)
     thread = _in_thread(_worker(client))
-    done = wait_for(
-        lambda: (job := _get(client, posted["job_id"]))["state"] not in ("queued", "running")
-        and job,
-        timeout=300,
-        what="the job to end",
-    )
+
+    def ended() -> dict[str, Any] | None:
+        job = _get(client, posted["job_id"])
+        return job if job["state"] not in ("queued", "running") else None
+
+    done = wait_for(ended, timeout=300, what="the job to end")
     thread.join(timeout=30)
     assert done["state"] == "succeeded", done["error"]
     kinds = [event["kind"] for event in done["events"]]
