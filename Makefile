@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint bench bench-neu baseline clean
+.PHONY: install run test lint bench bench-neu bench-mt baseline clean
 
 install: $(STAMP)
 
@@ -32,12 +32,12 @@ run: install
 	$(PY) -m service serve --host 127.0.0.1 --port 8000
 
 test: install
-	$(VENV)/bin/ruff check service tests
+	$(VENV)/bin/ruff check service tests benchmarks
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check service tests
-	$(VENV)/bin/ruff format --check service tests
+	$(VENV)/bin/ruff check service tests benchmarks
+	$(VENV)/bin/ruff format --check service tests benchmarks
 
 bench: install
 	$(PY) -m service bench-codec
@@ -48,14 +48,15 @@ bench: install
 	# 1,000,000 inspections seeded into Postgres (--database-url; own schema, dropped after).
 	$(PY) -m service bench-history
 
-# Real data, long (about 1.5 hours on 2 cores): the NEU-Seg baseline, then the compression table:
-# FPGM to 90% fewer MACs in 3 steps, run to the target (no Dice stop, so that the criteria are
-# compared at the same high compression), then random, L1 and Torch-Pruning's FPGM at the MACs
-# FPGM reached. The compression jobs resume where they stopped when run again.
+# Real data, long (hours on 2 cores), resumable: run again and it goes on where it stopped.
+# The baseline, then FPGM, random, scratch, L1 and Torch-Pruning's FPGM at the same MACs; the
+# figures land in benchmarks/results/<dataset>-compression.json after every stage, the weights
+# in BENCH_CACHE (default ~/.cache/strip-inspection).
 bench-neu: install
-	$(PY) -m service bench-neu --out var/bench-neu
-	$(PY) -m service bench-compress --store var/bench-neu/store --out var/bench-compress \
-		--flops-reduction 0.9 --steps 3 --max-dice-drop 100
+	$(PY) -m benchmarks.compression neu
+
+bench-mt: install
+	$(PY) -m benchmarks.compression magnetic-tile
 
 clean:
 	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks: measured on real data and on this host, outside the runtime package."""

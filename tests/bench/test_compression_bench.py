@@ -1,0 +1,102 @@
+"""The compression benchmark end to end on a tiny NEU-format set: every stage writes the
+results file's schema, and a second run resumes from the cache instead of training again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch")
+pytest.importorskip("torch_pruning")
+
+from benchmarks.compression import Baseline, Recipe, run_benchmark
+
+SIDE = 64
+TINY_COMPRESSION = {
+    "flops_reduction": 0.5,
+    "steps": 2,
+    "finetune_epochs_per_step": 0.5,
+    "finetune_epochs": 1,
+    "schedule": "linear",
+    "lr_schedule": "onecycle",
+    "allocation": "global",
+    "max_layer_ratio": 0.9,
+    "round_to": 1,
+    "distill": True,
+    "lr": 1e-3,
+    "max_dice_drop": 100.0,
+}
+BASELINE_KEYS = {"arch", "params", "macs", "miou", "dice", "dice_nonempty", "latency_ms", "seconds"}
+METHOD_KEYS = BASELINE_KEYS - {"arch"} | {"settings"}
+
+
+def tiny_neu(root: Path) -> Path:
+    """12 images of a bright blob (class 1) or a dark stripe (class 2) on noise, NEU's layout."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rows = ["stem,split"]
+    for index in range(12):
+        image = rng.integers(90, 140, (SIDE, SIDE), dtype=np.uint8)
+        mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
+        top, left = rng.integers(8, SIDE - 24, 2)
+        if index % 2:
+            image[top : top + 16, left : left + 16] = 230
+            mask[top : top + 16, left : left + 16] = 1
+        else:
+            image[:, left : left + 6] = 20
+            mask[:, left : left + 6] = 2
+        stem = f"img{index:02d}"
+        Image.fromarray(image).save(root / "images" / f"{stem}.jpg", quality=95)
+        Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
+        rows.append(f"{stem},{('train', 'train', 'val', 'test')[index % 4]}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_every_stage_writes_the_schema_and_a_rerun_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    data = tiny_neu(tmp_path / "neu")
+    recipe = Recipe(
+        "tiny",
+        f"neu:{data}",
+        Baseline(width=0.125, epochs=1, batch_size=2, crop=(32, 32)),
+        TINY_COMPRESSION,
+        latency_repeats=2,
+    )
+    results = tmp_path / "tiny-compression.json"
+    summary = run_benchmark(recipe, ["fpgm", "scratch"], results)
+
+    assert summary == json.loads(results.read_text())  # what was returned is what was written
+    assert summary["dataset"] == "tiny"
+    assert set(summary["host"]) >= {"cpu", "cores", "simd"}
+    assert summary["commit"]
+    baseline = summary["baseline"]
+    assert set(baseline) >= BASELINE_KEYS
+    assert set(baseline["latency_ms"]) == {"native", "256x1600"}
+    assert baseline["arch"]["width_multiplier"] == 0.125
+    assert 0 <= summary["empty_prediction"]["dice"] <= 1
+    assert set(summary["methods"]) == {"fpgm", "scratch"}
+    for method, figures in summary["methods"].items():
+        assert set(figures) >= METHOD_KEYS, method
+        assert figures["macs"] <= 0.5 * baseline["macs"]
+        assert figures["params"] < baseline["params"]
+        assert 0 <= figures["miou"] <= 1 and 0 <= figures["dice"] <= 1
+        assert set(figures["latency_ms"]) == {"native", "256x1600"}
+        assert figures["settings"]["method"] == method
+    # Scratch trains FPGM's architecture: the same widths, hence the same MACs.
+    assert summary["methods"]["scratch"]["widths"] == summary["methods"]["fpgm"]["widths"]
+
+    cache = tmp_path / "cache" / "tiny"
+    checkpoint = next(cache.glob("baseline-*/checkpoint.pt"))
+    before = checkpoint.stat().st_mtime_ns
+    again = run_benchmark(recipe, ["fpgm"], results)
+    assert checkpoint.stat().st_mtime_ns == before  # nothing trained again
+    assert again["methods"]["fpgm"]["version"] == summary["methods"]["fpgm"]["version"]
