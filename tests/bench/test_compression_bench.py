@@ -14,6 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
 
 from benchmarks.compression import Baseline, Recipe, run_benchmark
+from benchmarks.plot import plot, points
 
 SIDE = 64
 TINY_COMPRESSION = {
@@ -93,6 +94,11 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
         assert figures["settings"]["method"] == method
     # Scratch trains FPGM's architecture: the same widths, hence the same MACs.
     assert summary["methods"]["scratch"]["widths"] == summary["methods"]["fpgm"]["widths"]
+
+    plot(summary, tmp_path / "plot.png")
+    with Image.open(tmp_path / "plot.png") as drawn:
+        assert drawn.size == (760, 480)
+    assert [label for label, _, _ in points(summary)] == ["baseline", "fpgm", "scratch"]
 
     cache = tmp_path / "cache" / "tiny"
     checkpoint = next(cache.glob("baseline-*/checkpoint.pt"))

@@ -1,0 +1,92 @@
+"""mIoU against MACs for the baseline and every compressed method, from a results file.
+
+    python -m benchmarks.plot benchmarks/results/neu-compression.json docs/neu-compression.png
+
+Drawn with Pillow (already a dependency) rather than adding matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+SIZE = (760, 480)
+LEFT, RIGHT, TOP, BOTTOM = 80, 40, 50, 70
+TICKS = 5
+INK, GRID = "#222222", "#dddddd"
+COLOURS = {
+    "baseline": "#222222",
+    "fpgm": "#d62728",
+    "tp_fpgm": "#ff7f0e",
+    "l1": "#2ca02c",
+    "random": "#1f77b4",
+    "scratch": "#9467bd",
+}
+
+
+def points(results: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(label, GMACs, mIoU) of the baseline and each method with figures."""
+    rows = [("baseline", results["baseline"]["macs"] / 1e9, results["baseline"]["miou"])]
+    for method, figures in results.get("methods", {}).items():
+        rows.append((method, figures["macs"] / 1e9, figures["miou"]))
+    return rows
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    image = Image.new("RGB", SIZE, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    rows = points(results)
+    right, bottom = SIZE[0] - RIGHT, SIZE[1] - BOTTOM
+    x_high = 1.1 * max(macs for _, macs, _ in rows)
+    lowest = min(miou for _, _, miou in rows)
+    y_low, y_high = max(0.0, lowest - 0.05), min(1.0, max(miou for _, _, miou in rows) + 0.05)
+
+    def xy(macs: float, miou: float) -> tuple[float, float]:
+        return (
+            LEFT + macs / x_high * (right - LEFT),
+            bottom - (miou - y_low) / (y_high - y_low) * (bottom - TOP),
+        )
+
+    for k in range(TICKS + 1):
+        x_value, y_value = x_high * k / TICKS, y_low + (y_high - y_low) * k / TICKS
+        x, _ = xy(x_value, y_low)
+        _, y = xy(0, y_value)
+        draw.line([x, TOP, x, bottom], fill=GRID)
+        draw.line([LEFT, y, right, y], fill=GRID)
+        draw.text((x - 12, bottom + 8), f"{x_value:.2f}", fill=INK, font=font)
+        draw.text((LEFT - 45, y - 6), f"{y_value:.3f}", fill=INK, font=font)
+    draw.rectangle([LEFT, TOP, right, bottom], outline=INK)
+    _, base_y = xy(rows[0][1], rows[0][2])
+    draw.line([LEFT, base_y, right, base_y], fill="#888888", width=1)
+    draw.text((LEFT + 4, base_y - 14), "baseline mIoU", fill="#888888", font=font)
+    for label, macs, miou in rows:
+        x, y = xy(macs, miou)
+        colour = COLOURS.get(label, INK)
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour, outline=INK)
+        draw.text((x + 8, y - 6), f"{label} {miou:.3f}", fill=colour, font=font)
+    title = (
+        f"{results['dataset']}: test mIoU against GMACs at {results['native_size'][0]}x"
+        f"{results['native_size'][1]} (commit {results['commit']})"
+    )
+    draw.text((LEFT, 18), title, fill=INK, font=font)
+    draw.text((SIZE[0] // 2 - 60, SIZE[1] - 30), "GMACs per image", fill=INK, font=font)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.plot", description=__doc__)
+    parser.add_argument("results", type=Path, help="a <dataset>-compression.json")
+    parser.add_argument("out", type=Path, help="the PNG to write")
+    args = parser.parse_args(argv)
+    plot(json.loads(args.results.read_text()), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
