@@ -102,6 +102,23 @@ STRIPS_NOT_KEPT = Counter(
     ["reason"],
 )
 
+MQTT_MESSAGES = Counter(
+    "strip_inspection_mqtt_messages_total",
+    "Line-event messages by outcome: 'sent' (the broker acknowledged it), 'refused' (the broker "
+    "answered with an error), 'dropped' (the outbox was full: the oldest went), 'lost' (sent but "
+    "never acknowledged before a disconnect, or left in the outbox at shutdown).",
+    ["outcome"],
+)
+for _outcome in ("sent", "refused", "dropped", "lost"):
+    MQTT_MESSAGES.labels(_outcome)
+MQTT_OUTBOX = Gauge(
+    "strip_inspection_mqtt_outbox_messages", "Line-event messages waiting for the broker."
+)
+MQTT_CONNECTED = Gauge(
+    "strip_inspection_mqtt_connected", "1 while connected to the MQTT broker, else 0."
+)
+ALARMS = Counter("strip_inspection_alarms_total", "Defect alarms fired, by rule name.", ["rule"])
+
 
 def observe_request(route: str, method: str, status: int, seconds: float) -> None:
     REQUESTS.labels(route, method, str(status)).inc()
