@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.events.alarms import AlarmRule, unique_names
 
 Role = Literal["inspect", "read", "admin"]
 KeepImages = Literal["all", "defects", "none"]
@@ -30,7 +32,7 @@ class Settings(BaseSettings):
     model_alias: str = "production"
     data_root: Path = Path("../shared/data")
 
-    # Serving (issue 3).
+    # Serving.
     database_url: str = Field(
         default="sqlite:///var/inspections.db",
         description="SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB",
@@ -110,7 +112,7 @@ class Settings(BaseSettings):
         default=20 * 1024**3, gt=0, description="the oldest kept strips go beyond this total"
     )
 
-    # Compression jobs (issue 5): the queue is the database, workers hold jobs by leases.
+    # Compression jobs: the queue is the database, workers hold jobs by leases.
     jobs_dir: Path = Field(
         default=Path("var/jobs"),
         description="the workers' job folders (one per job, completed steps kept): a job taken "
@@ -137,6 +139,34 @@ class Settings(BaseSettings):
     job_latency_repeats: int = Field(
         default=20, ge=1, description="timed ONNX Runtime runs per model when a job publishes"
     )
+
+    # Line events: every recorded inspection and every alarm published to an MQTT broker.
+    mqtt_url: str | None = Field(
+        default=None,
+        description="mqtt://[user:password@]host[:port] or mqtts://...; unset: no line events",
+    )
+    mqtt_username: str | None = Field(default=None, description="overrides the URL's user")
+    mqtt_password: str | None = Field(default=None, description="overrides the URL's password")
+    mqtt_topic_prefix: str = Field(
+        default="strip-inspection",
+        pattern=r"^[^#+\s]+$",
+        description="topics: <prefix>/<line_id or _>/<camera_id>/inspection, <prefix>/<line>/alarm",
+    )
+    mqtt_qos: int = Field(default=1, ge=0, le=2, description="MQTT quality of service")
+    mqtt_client_id: str | None = Field(
+        default=None, max_length=128, description="default: strip-inspection-<host>-<pid>"
+    )
+    mqtt_outbox_size: int = Field(
+        default=10_000, ge=1, description="messages waiting for the broker; then the oldest go"
+    )
+    alarm_rules: list[AlarmRule] = Field(
+        default=[],
+        description='JSON list of {"name", "line_id", "class_id", "count", "window_strips" or '
+        '"window_s"}: a rule fires when at least count strips with such a defect fall within '
+        "the window, and again only after it has cleared",
+    )
+
+    _unique_rule_names = field_validator("alarm_rules")(unique_names)
 
 
 @lru_cache(maxsize=1)

@@ -9,13 +9,12 @@ feeds it and stores and publishes what fires.
 from __future__ import annotations
 
 import collections
-import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ANY_LINE = "_"
 """Where strips without a line id are counted, and the topic segment they publish under."""
@@ -55,12 +54,8 @@ class AlarmRule(BaseModel):
         return bool(class_ids) if self.class_id is None else self.class_id in class_ids
 
 
-RULES = TypeAdapter(list[AlarmRule])
-
-
-def parse_rules(text: str) -> list[AlarmRule]:
-    """``ALARM_RULES`` (a JSON list) to rules; names must be unique. Raises ValueError."""
-    rules = RULES.validate_python(json.loads(text) if text.strip() else [])
+def unique_names(rules: list[AlarmRule]) -> list[AlarmRule]:
+    """``rules`` if no two share a name (a fired alarm is stored and counted by its rule)."""
     names = [rule.name for rule in rules]
     if len(names) != len(set(names)):
         raise ValueError("ALARM_RULES: rule names must be unique")

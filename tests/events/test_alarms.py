@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.events.alarms import AlarmEngine, AlarmRule, StripSeen, parse_rules
+from service.config import Settings
+from service.events.alarms import AlarmEngine, AlarmRule, StripSeen
 from service.events.roll_marks import find_roll_marks
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -69,13 +70,20 @@ def test_rules_count_each_line_apart_and_respect_their_line_and_class() -> None:
         ('[{"name": "a", "count": 1, "window_s": 1, "colour": "red"}]', "colour"),
     ],
 )  # fmt: skip
-def test_bad_rules_are_refused_saying_why(text: str, says: str) -> None:
+def test_bad_rules_are_refused_saying_why(
+    text: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALARM_RULES", text)
     with pytest.raises(ValueError, match=says):
-        parse_rules(text)
+        Settings()
 
 
-def test_no_rules_is_an_empty_list() -> None:
-    assert parse_rules("") == [] and parse_rules("[]") == []
+def test_rules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().alarm_rules == []
+    monkeypatch.setenv(
+        "ALARM_RULES", '[{"name": "pits", "class_id": 1, "count": 2, "window_s": 60}]'
+    )
+    assert Settings().alarm_rules == [AlarmRule(name="pits", class_id=1, count=2, window_s=60)]
 
 
 def test_defects_recurring_at_a_constant_pitch_are_a_roll_mark() -> None:
