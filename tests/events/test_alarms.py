@@ -1,16 +1,21 @@
 """Alarm rules fire when enough strips with their defect fall in the window, and again only
-after clearing; roll marks are found at a constant pitch."""
+after clearing; roll marks are found at a constant pitch; the coil map draws the defects."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from service.config import Settings
 from service.events.alarms import AlarmEngine, AlarmRule, StripSeen
+from service.events.coil_map import MappedDefect, MappedStrip, render_coil_map
 from service.events.roll_marks import find_roll_marks
+from service.images.overlay import class_colour
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -102,3 +107,19 @@ def test_two_occurrences_or_a_broken_pitch_are_not_a_roll_mark() -> None:
     assert find_roll_marks([(2, 1.0), (2, 3.0)]) == []
     assert find_roll_marks([(2, 1.0), (2, 3.0), (2, 5.5), (2, 9.0)]) == []
     assert find_roll_marks([(2, 1.0), (2, 1.05), (2, 1.1)]) == []  # one long defect, not a roll
+
+
+def test_the_coil_map_draws_each_defect_in_its_class_colour() -> None:
+    strips = [
+        MappedStrip(along=0.0, defects=[MappedDefect(1, (0.1, 0.3))]),
+        MappedStrip(along=5.0, defects=[]),
+        MappedStrip(along=10.0, defects=[MappedDefect(3, (0.5, 0.9))]),
+    ]
+    png = render_coil_map("C1", strips, {1: "pits", 3: "scale"}, in_metres=True)
+    with Image.open(io.BytesIO(png)) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    plot_area = pixels[60:300, 60:1170]
+    for class_id in (1, 3):
+        colour = np.array(class_colour(class_id))
+        assert (plot_area == colour).all(axis=2).sum() >= 20, class_id
+    assert not (plot_area == np.array(class_colour(2))).all(axis=2).any()
