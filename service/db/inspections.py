@@ -47,6 +47,7 @@ def new_inspection(
     timings: Mapping[str, float],
     defects: Sequence[DefectFields],
     inspection_id: uuid.UUID | None = None,
+    position_m: float | None = None,
 ) -> InspectionValues:
     """A new inspection, not yet stored.
 
@@ -61,6 +62,7 @@ def new_inspection(
         coil_id=coil_id,
         captured_at=captured_at,
         received_at=received_at,
+        position_m=position_m,
         model_name=model_name,
         model_version=model_version,
         has_defect=bool(defects),
@@ -83,8 +85,7 @@ def insert_inspection(
     transaction, so it rolls back with a duplicate.
 
     The rows go in as Core inserts built once, on a plain connection: no unit of work, no ORM
-    session, no statement built per call (SQLite, 4 defects, CPU caches cold as after a session
-    run: 1.4 against 1.9 ms through a session with the inserts built per call).
+    session, no statement built per call, all of which cost CPU on every request.
     """
     try:
         with connection.begin():
@@ -142,8 +143,8 @@ _OF_FRAME = (
     Inspection.frame_id == bindparam("frame_id"),
 )
 """The criteria of a camera's frame (the key of the unique constraint on inspections), as bound
-parameters: the frame queries below are built once, not on every request (building one costs
-about 0.4 ms with CPU caches cold, ten times running it on SQLite)."""
+parameters: the frame queries below are built once, not on every request (building a statement
+costs more than running it on SQLite)."""
 _INSPECTION_OF_FRAME = select(Inspection).where(*_OF_FRAME)
 _ID_OF_FRAME = select(Inspection.id).where(*_OF_FRAME)
 
@@ -159,9 +160,8 @@ def frame_inspection_id(
 ) -> uuid.UUID | None:
     """The id of the inspection recorded for a camera's frame, if any.
 
-    A Core query for the request path, where almost every frame is new: a miss costs about 0.37
-    ms against 0.94 through the ORM session built per call (SQLite, caches cold as after a
-    session run).
+    A Core query for the request path, where almost every frame is new: a miss through a
+    connection costs a fraction of one through an ORM session built per call.
     """
     frame = {"camera_id": camera_id, "frame_id": frame_id}
     return connection.execute(_ID_OF_FRAME, frame).scalar_one_or_none()
@@ -205,9 +205,8 @@ def _without_parallel_workers(session: Session) -> None:
     """On Postgres, plan this transaction's page without parallel workers.
 
     A page is at most a thousand rows, found by one index range scan; starting workers costs
-    more than the scan (bench-history: a deep page's Gather Merge spent 30 of its 40 ms waiting
-    for two workers that each did 9 ms of work, on 2 cores). ``SET LOCAL`` ends with the
-    transaction.
+    more than the scan (bench-history showed a deep page's Gather Merge spending most of its
+    time waiting for its workers). ``SET LOCAL`` ends with the transaction.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))

@@ -78,6 +78,8 @@ class Inspection(Base):
         Index("ix_inspections_camera_id_received_at_id", "camera_id", "received_at", "id"),
         Index("ix_inspections_line_id_received_at_id", "line_id", "received_at", "id"),
         Index("ix_inspections_coil_id_received_at_id", "coil_id", "received_at", "id"),
+        # A coil's strips along its length (its map and roll marks).
+        Index("ix_inspections_coil_id_position_m", "coil_id", "position_m"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -87,6 +89,8 @@ class Inspection(Base):
     coil_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    position_m: Mapped[float | None] = mapped_column(Double)
+    """Metres from the coil's head, where the gateway knows it."""
     model_name: Mapped[str] = mapped_column(String(64))
     model_version: Mapped[int]
     has_defect: Mapped[bool]
@@ -233,3 +237,26 @@ class JobEvent(Base):
     attempt: Mapped[int]
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Alarm(Base):
+    """A defect alarm that fired: its rule's window held ``count`` strips with the defect, from
+    ``first_inspection_id`` to ``last_inspection_id`` (no foreign keys: an alarm outlives the
+    history's clean-up)."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        Index("ix_alarms_fired_at_id", "fired_at", "id"),
+        Index("ix_alarms_line_id_fired_at_id", "line_id", "fired_at", "id"),
+        Index("ix_alarms_rule_fired_at_id", "rule", "fired_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    line_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    class_id: Mapped[int | None]
+    count: Mapped[int]
+    window: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_inspection_id: Mapped[uuid.UUID]
+    last_inspection_id: Mapped[uuid.UUID]
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime())

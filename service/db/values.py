@@ -38,6 +38,7 @@ class InspectionHeader:
     coil_id: str | None
     captured_at: datetime | None
     received_at: datetime
+    position_m: float | None
     model_name: str
     model_version: int
     has_defect: bool
@@ -48,8 +49,8 @@ class InspectionValues(InspectionHeader):
     """An inspection to record: what the API makes of a strip, and what the spool keeps.
 
     Plain values rather than ORM rows: the rows go in as Core inserts, so an ``Inspection``
-    with a ``Defect`` per class (the relationship firing its events on every one) was built only
-    to be read back, 0.37 ms per strip in the service. The field names are the columns'.
+    with a ``Defect`` per class (the relationship firing its events on every one) would be built
+    only to be read back. The field names are the columns'.
     """
 
     timings: dict[str, float]

@@ -32,6 +32,7 @@ def encode(row: InspectionValues) -> bytes:
         "coil_id": row.coil_id,
         "captured_at": None if row.captured_at is None else row.captured_at.isoformat(),
         "received_at": row.received_at.isoformat(),
+        "position_m": row.position_m,
         "model_name": row.model_name,
         "model_version": row.model_version,
         "image_height": row.image_height,
@@ -65,6 +66,7 @@ def decode(line: bytes) -> InspectionValues:
             coil_id=record["coil_id"],
             captured_at=None if captured_at is None else _utc(captured_at),
             received_at=_utc(record["received_at"]),
+            position_m=record.get("position_m"),  # absent from records spooled before it existed
             model_name=record["model_name"],
             model_version=record["model_version"],
             image_height=record["image_height"],
