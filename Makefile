@@ -39,14 +39,15 @@ lint: install
 	$(VENV)/bin/ruff check service tests benchmarks
 	$(VENV)/bin/ruff format --check service tests benchmarks
 
+# The benchmarks live in benchmarks/ (not installed): each runs as a module from this folder.
 bench: install
-	$(PY) -m service bench-codec
+	$(PY) -m benchmarks.codec
 	$(PY) -m service macs
 	# Raw ONNX Runtime session vs the API over loopback HTTP, on the shipped model (MODEL_STORE,
 	# MODEL_NAME, MODEL_ALIAS, MAX_BATCH, MAX_WAIT_MS, ONNX_THREADS from the environment).
-	$(PY) -m service bench-serve
+	$(PY) -m benchmarks.serving
 	# 1,000,000 inspections seeded into Postgres (--database-url; own schema, dropped after).
-	$(PY) -m service bench-history
+	$(PY) -m benchmarks.history
 
 # Real data, long (hours on 2 cores), resumable: run again and it goes on where it stopped.
 # The baseline, then FPGM, random, scratch, L1 and Torch-Pruning's FPGM at the same MACs; the

@@ -11,13 +11,16 @@ from service.cli import build_parser, main
 COMMANDS = [
     "make-synthetic",
     "train",
+    "macs",
     "publish",
     "evaluate",
     "models",
     "alias",
-    "macs",
-    "bench-codec",
-    "bench-neu",
+    "compress",
+    "worker",
+    "migrate",
+    "serve",
+    "hash-key",
 ]
 
 
@@ -34,6 +37,22 @@ def test_module_entry_point_runs() -> None:
         [sys.executable, "-m", "service", "--help"], capture_output=True, text=True, check=True
     )
     assert "make-synthetic" in out.stdout
+
+
+@pytest.mark.parametrize("command", ["bench-codec", "bench-serve", "bench-ab", "bench-history"])
+def test_benchmarks_are_not_service_commands(command: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command])
+    assert exit_info.value.code == 2
+
+
+def test_the_service_package_never_imports_the_benchmarks() -> None:
+    code = (
+        "import sys, service.cli; service.cli.build_parser(); "
+        "print(any(name.split('.')[0] == 'benchmarks' for name in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_make_synthetic_and_models_listing(

@@ -1,12 +1,11 @@
-"""``python -m service bench-ab``: two commits served side by side, from git worktrees."""
+"""``python -m benchmarks.ab``: two commits served side by side, from git worktrees."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from service.benchmarks.ab import bench_ab
-from service.cli import build_parser, cmd_bench_ab
+from benchmarks.ab import bench_ab, build_parser
 from service.config import Settings
 from service.store import ModelStore
 
@@ -20,9 +19,8 @@ def _worktrees() -> str:
 
 
 def test_options() -> None:
-    args = build_parser().parse_args(["bench-ab", "main", "HEAD", "--rounds", "4"])
-    assert (args.handler, args.a, args.b, args.rounds, args.body) == (
-        cmd_bench_ab,
+    args = build_parser().parse_args(["main", "HEAD", "--rounds", "4"])
+    assert (args.a, args.b, args.rounds, args.body) == (
         "main",
         "HEAD",
         4,

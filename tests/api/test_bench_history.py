@@ -1,4 +1,4 @@
-"""``python -m service bench-history``: a tiny seeded run in its own Postgres schema."""
+"""``python -m benchmarks.history``: a tiny seeded run in its own Postgres schema."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from service.benchmarks.history import bench_history
-from service.cli import build_parser, cmd_bench_history
+from benchmarks.history import bench_history, build_parser
 
 from .conftest import require_postgres
 
 
 def test_options() -> None:
-    args = build_parser().parse_args(["bench-history", "--count", "500", "--keep"])
-    assert (args.handler, args.count, args.keep, args.deep) == (cmd_bench_history, 500, True, 200)
+    args = build_parser().parse_args(["--count", "500", "--keep"])
+    assert (args.count, args.keep, args.deep) == (500, True, 200)
 
 
 def test_a_tiny_run_reports_percentiles_plans_and_goals(tmp_path: Path) -> None:

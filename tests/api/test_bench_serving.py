@@ -1,4 +1,4 @@
-"""``python -m service bench-serve``: the serving benchmark runs end to end on a tiny model."""
+"""``python -m benchmarks.serving``: the serving benchmark runs end to end on a tiny model."""
 
 from __future__ import annotations
 
@@ -8,22 +8,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.benchmarks.http_load import ClientRun, steady_state
-from service.benchmarks.serving import SYNTHETIC_STRIPS, _round_robin, _strips, bench_serving
-from service.cli import build_parser, cmd_bench_serve
+from benchmarks.http_load import ClientRun, steady_state
+from benchmarks.serving import bench_serving, build_parser, round_robin
+from benchmarks.serving_inputs import SYNTHETIC_STRIPS, load_strips
 from service.config import Settings
 from service.store import ModelStore
 
 
 def test_options() -> None:
-    args = build_parser().parse_args(
-        ["bench-serve", "--requests", "50", "--max-batch", "4", "--max-wait-ms", "1"]
-    )
-    assert (args.handler, args.requests, args.max_batch, args.max_wait_ms) == (
-        cmd_bench_serve,
+    args = build_parser().parse_args(["--requests", "50", "--max-batch", "4", "--max-wait-ms", "1"])
+    assert (args.requests, args.max_batch, args.max_wait_ms, args.body, args.strips) == (
         50,
         4,
         1.0,
+        "png",
+        "real",
     )
 
 
@@ -64,20 +63,20 @@ def test_real_strips_are_every_sample_of_the_model_shape(tmp_path: Path) -> None
     images.mkdir(parents=True)
     for name, shape in (("a", (8, 16)), ("b", (8, 16)), ("c", (4, 4))):
         Image.fromarray(np.full(shape, ord(name), dtype=np.uint8)).save(images / f"{name}.png")
-    strips, line = _strips(tmp_path, (8, 16), "real")
+    strips, line = load_strips(tmp_path, (8, 16), "real")
     assert [int(strip[0, 0]) for strip in strips] == [ord("a"), ord("b")]
     assert line.startswith("real: 2 Severstal strips")
 
 
 def test_synthetic_strips_come_from_the_training_generator(tmp_path: Path) -> None:
-    strips, line = _strips(tmp_path, (256, 1600), "synthetic")
+    strips, line = load_strips(tmp_path, (256, 1600), "synthetic")
     assert len(strips) == SYNTHETIC_STRIPS and line.startswith("synthetic")
     assert {strip.shape for strip in strips} == {(256, 1600)}
     assert len({strip.tobytes() for strip in strips}) == SYNTHETIC_STRIPS
     with pytest.raises(ValueError, match="synthetic strips are 256x1600"):
-        _strips(tmp_path, (32, 64), "synthetic")
+        load_strips(tmp_path, (32, 64), "synthetic")
     with pytest.raises(ValueError, match="choose one of"):
-        _strips(tmp_path, (256, 1600), "video")
+        load_strips(tmp_path, (256, 1600), "video")
 
 
 def test_steady_state_counts_only_while_every_client_is_busy() -> None:
@@ -92,4 +91,4 @@ def test_steady_state_counts_only_while_every_client_is_busy() -> None:
 
 
 def test_raw_batch_sizes_take_turns() -> None:
-    assert _round_robin({1: 3, 2: 2, 8: 1}) == [1, 2, 8, 1, 2, 1]
+    assert round_robin({1: 3, 2: 2, 8: 1}) == [1, 2, 8, 1, 2, 1]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from service.cli import build_parser, cmd_serve, main
+from service.cli import build_parser, main
+from service.cli.serving import cmd_serve
 
 
 def test_migrate_creates_the_tables(tmp_path: Path) -> None:

@@ -1,16 +1,22 @@
-"""RLE codec timing on full-size strips with realistic defect coverage."""
+"""RLE codec timing on full-size strips with realistic defect coverage.
+
+``python -m benchmarks.codec [--repeats N]`` prints the medians.
+"""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from benchmarks.harness import print_json
 from service import rle
 
 
-def _time_ms(function, repeats: int) -> float:
+def _time_ms(function: Callable[[], object], repeats: int) -> float:
     timings = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -36,3 +42,20 @@ def bench_codec(repeats: int = 200, seed: int = 0) -> dict[str, object]:
         "decode_median_ms": round(_time_ms(lambda: rle.decode(encoded), repeats), 4),
         "repeats": repeats,
     }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.codec", description="time RLE encode/decode on 256x1600 masks"
+    )
+    parser.add_argument("--repeats", type=int, default=200, help="timed repetitions")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    print_json(bench_codec(repeats=build_parser().parse_args(argv).repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,10 +13,13 @@ Every query goes through the data-access functions the API calls (``list_inspect
 repetitions. The SQL those functions send is captured as it goes out and run again under
 ``EXPLAIN (ANALYZE, BUFFERS)``: the plans, and which indexes they use, go into the summary and
 ``<out>/explain.txt``. Goals: pages p95 under 50 ms, the 30-day hourly summary under 500 ms.
+
+``python -m benchmarks.history [--database-url URL] [--count N] ...`` prints the summary.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -24,10 +27,10 @@ import os
 import platform
 import random
 import re
-import statistics
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+from benchmarks.harness import percentiles, print_json
 from service.db import InspectionFilter, list_inspections, make_engine, make_session_factory
 from service.db.migrate import upgrade
 from service.db.rollup import rebuild_rollup
@@ -327,7 +331,7 @@ def _measure(
         results[name] = {
             "what": what,
             "goal_ms": goal_ms,
-            **_percentiles(seconds),
+            **percentiles(seconds),
             "rows": _rows(result),
             "plans": plans,
             "uses_index": all(plan["uses_index"] for plan in plans),
@@ -403,10 +407,46 @@ def _explain_text(queries: dict[str, dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def _percentiles(seconds: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return {
-        "p50_ms": round(statistics.median(seconds) * 1000.0, 2),
-        "p95_ms": round(cuts[94] * 1000.0, 2),
-        "mean_ms": round(statistics.fmean(seconds) * 1000.0, 2),
-    }
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.history",
+        description="seed Postgres, time history pages and summaries",
+    )
+    parser.add_argument(
+        "--database-url", default=DEFAULT_URL, help="Postgres to seed (in its own schema)"
+    )
+    parser.add_argument("--count", type=int, default=1_000_000, help="inspections to seed")
+    parser.add_argument("--repeats", type=int, default=30, help="timed repetitions per query")
+    parser.add_argument("--deep", type=int, default=200, help="pages to follow for the deep page")
+    parser.add_argument("--schema", default="bench_history", help="schema, created fresh")
+    parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument(
+        "--out", type=Path, default=Path("var/bench-history"), help="results folder"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    print_json(
+        bench_history(
+            args.database_url,
+            count=args.count,
+            repeats=args.repeats,
+            deep=args.deep,
+            schema=args.schema,
+            out=args.out,
+            keep=args.keep,
+            log=(lambda _line: None) if args.quiet else _log_to_stderr,
+        )
+    )
+    return 0
+
+
+def _log_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

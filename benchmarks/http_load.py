@@ -6,6 +6,7 @@ measured is the service, not connection set-up or a heavy client library.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import itertools
@@ -22,8 +23,16 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import TimedRun
+from benchmarks.serving_inputs import Body
+from service.config import Settings, get_settings
+from service.db.migrate import upgrade
 
 HOST = "127.0.0.1"
+INSPECT = "/v1/inspect?camera_id=bench"
+"""Where the clients post: one camera's frames."""
 
 
 @dataclass
@@ -222,3 +231,98 @@ def steady_state(runs: Sequence[ClientRun]) -> tuple[int, float]:
         first, last = min(times[0] for times in busy), max(times[-1] for times in busy)
         return sum(len(times) for times in busy) - len(busy), last - first
     return finished, end - start
+
+
+def add_model_options(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The version to serve: ``--store``, ``--model``, ``--alias``, defaults from the settings."""
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=settings.model_store,
+        help="model store folder (env MODEL_STORE)",
+    )
+    parser.add_argument("--model", default=settings.model_name, help="model name (env MODEL_NAME)")
+    parser.add_argument("--alias", default=settings.model_alias, help="alias (env MODEL_ALIAS)")
+
+
+def served_settings(args: argparse.Namespace, **update: Any) -> Settings:
+    """The service's settings with the version chosen by ``add_model_options`` (and ``update``)."""
+    chosen = {"model_store": args.store, "model_name": args.model, "model_alias": args.alias}
+    return get_settings().model_copy(update=chosen | update)
+
+
+@contextlib.contextmanager
+def start_api(settings: Settings, tmp: str, source: Path | None = None) -> Iterator[Server]:
+    """The API on a fresh SQLite database, open (no keys: loopback only), as configured.
+
+    ``source``: a checkout whose code serves (and migrates the database), with its own model
+    store when ``settings.model_store`` is relative. The process then starts in ``tmp``: started
+    in a checkout, ``python -m service`` would import that checkout's package, whatever
+    PYTHONPATH says.
+    """
+    folder = Path(tmp)
+    database = f"sqlite:///{folder / 'inspections.db'}"
+    env = {
+        "DATABASE_URL": database,
+        "SPOOL_DIR": str(folder / "spool"),
+        "IMAGE_DIR": str(folder / "images"),  # kept strips go with the run, not into ./var
+        "MAX_BATCH": str(settings.max_batch),
+        "MAX_WAIT_MS": str(settings.max_wait_ms),
+        "SESSION_RUNS": str(settings.session_runs),
+        "POSTPROCESS_THREADS": str(settings.postprocess_threads),
+        "WARMUP_RUNS": str(settings.warmup_runs),
+        "ONNX_THREADS": str(settings.onnx_threads),
+        "ONNX_SPINNING": json.dumps(settings.onnx_spinning),
+        "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
+        "API_KEYS": "[]",
+    }
+    store = settings.model_store
+    if source is None:
+        upgrade(database)
+    else:
+        env["PYTHONPATH"] = str(source)
+        store = source / store if not store.is_absolute() else store
+        subprocess.run(
+            [sys.executable, "-m", "service", "migrate", "--database-url", database],
+            env={**os.environ, **env},
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+    args = ["--store", str(store), "--model", settings.model_name]
+    args += ["--alias", settings.model_alias, "--log-level", "warning"]
+    cwd = None if source is None else folder
+    with serving(args, env, folder / "server.log", cwd=cwd) as server:
+        yield server
+
+
+def measure_clients(server: Server, body: Body, clients: int, per_client: int) -> TimedRun:
+    """Concurrent clients; their steady-state throughput (see ``steady_state``), and the
+    server's CPU and batching over the whole block."""
+    before = batch_totals(server)  # scraped outside the CPU window: it is not serving work
+    cpu_start = server.cpu_seconds()
+    _, runs = concurrent_clients(server.port, INSPECT, body.data, body.kind, clients, per_client)
+    cpu_s = server.cpu_seconds() - cpu_start
+    after = batch_totals(server)
+    finished, seconds = steady_state(runs)
+    return TimedRun(
+        [seconds],
+        finished,
+        cpu_s,
+        [failure for run in runs for failure in run.failures],
+        (after[0] - before[0], after[1] - before[1]),
+        cpu_items=sum(len(run.latencies_ms) for run in runs),
+    )
+
+
+def batch_totals(server: Server) -> tuple[float, float]:
+    """(sum, count) of the batch-size histogram, over every model version."""
+    _, body = server.get("/metrics")
+    text = body.decode()
+    total = sum(
+        float(v) for v in re.findall(r"^strip_inspection_batch_size_sum\S* (\S+)$", text, re.M)
+    )
+    count = sum(
+        float(v) for v in re.findall(r"^strip_inspection_batch_size_count\S* (\S+)$", text, re.M)
+    )
+    return total, count

@@ -1,17 +1,20 @@
 """Paired A/B of two commits of the service: which one serves faster, measured side by side.
 
-Single bench-serve runs on these shared hosts drift by 10-40% between hours, so a change worth a
-few percent shows only when both versions are measured in the same minutes. Each ref is checked
-out in a git worktree and served as its own process (its own code, migrations and SQLite
-database; its own model store unless the store is given as an absolute path), both started
-outside the repository. Every round runs, for each server in turn (the order alternating
-between rounds): concurrent clients posting strips (steady-state strips per second, the
-server's CPU per request), then one client posting strips back to back (its p50). Reported:
-each round's numbers, and the median and geometric mean over rounds of B's over A's.
+``python -m benchmarks.ab A B [--rounds N] ...`` (two git refs) prints the comparison.
+
+Single serving-benchmark runs on shared hosts drift by tens of percent between hours, so a
+change worth a few percent shows only when both versions are measured in the same minutes.
+Each ref is checked out in a git worktree and served as its own process (its own code,
+migrations and SQLite database; its own model store unless the store is given as an absolute
+path), both started outside the repository. Every round runs, for each server in turn (the
+order alternating between rounds): concurrent clients posting strips (steady-state strips per
+second, the server's CPU per request), then one client posting strips back to back (its p50).
+Reported: each round's numbers, and the median and geometric mean over rounds of B's over A's.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import math
 import statistics
@@ -20,17 +23,18 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from service.benchmarks.http_load import Server, post_strips
-from service.benchmarks.serving import (
+from benchmarks.harness import Tally, print_json
+from benchmarks.http_load import (
     INSPECT,
-    _Body,
-    _body,
-    _clients,
-    _server,
-    _strips,
-    _Tally,
+    Server,
+    add_model_options,
+    measure_clients,
+    post_strips,
+    served_settings,
+    start_api,
 )
-from service.config import Settings
+from benchmarks.serving_inputs import Body, add_strip_options, encode_body, load_strips
+from service.config import Settings, get_settings
 from service.store import ModelStore
 
 LABELS = ("a", "b")
@@ -51,15 +55,15 @@ def bench_ab(
     """Serve ``refs`` (A, B) of the repository at ``repo`` side by side and compare them."""
     version = ModelStore(settings.model_store).load(settings.model_name, settings.model_alias)
     shape = (version.manifest.input.height, version.manifest.input.width)
-    strips, source = _strips(settings.data_root, shape, strip_source)
-    body = _body(strips, body_format)
+    strips, source = load_strips(settings.data_root, shape, strip_source)
+    body = encode_body(strips, body_format)
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as tmp, contextlib.ExitStack() as stack:
         servers = []
         for label, ref in zip(LABELS, refs, strict=True):
             tree = stack.enter_context(_worktree(repo, ref, Path(tmp) / label))
             folder = Path(tmp) / f"{label}-run"
             folder.mkdir()
-            servers.append(stack.enter_context(_server(settings, str(folder), source=tree)))
+            servers.append(stack.enter_context(start_api(settings, str(folder), source=tree)))
         for server in servers:  # sets up each server's threads and caches
             post_strips(server.port, INSPECT, body.data, body.kind, 10)
         measured = [
@@ -84,7 +88,7 @@ def bench_ab(
 
 def _round(
     servers: Sequence[Server],
-    body: _Body,
+    body: Body,
     clients: int,
     per_client: int,
     sequential: int,
@@ -93,8 +97,8 @@ def _round(
     order = range(len(servers)) if index % 2 == 0 else reversed(range(len(servers)))
     result: dict[str, dict[str, float]] = {}
     for i in order:
-        block = _Tally()
-        block.add(_clients(servers[i], body, clients, per_client))
+        block = Tally()
+        block.add(measure_clients(servers[i], body, clients, per_client))
         one = post_strips(servers[i].port, INSPECT, body.data, body.kind, sequential)
         result[LABELS[i]] = {
             "per_s": block.rate(),
@@ -132,3 +136,43 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
     ).stdout
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ab",
+        description="two commits of the service served and measured side by side",
+    )
+    parser.add_argument("a", help="git ref of A (the baseline), e.g. main or HEAD~1")
+    parser.add_argument("b", help="git ref of B, e.g. HEAD")
+    add_model_options(parser, get_settings())
+    parser.add_argument(
+        "--rounds", type=int, default=8, help="rounds, the servers' order alternating"
+    )
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients per block")
+    parser.add_argument("--per-client", type=int, default=24, help="requests per concurrent client")
+    parser.add_argument("--requests", type=int, default=40, help="one client's requests per block")
+    add_strip_options(parser, body="raw")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    print_json(
+        bench_ab(
+            served_settings(args),
+            repo=Path.cwd(),
+            refs=(args.a, args.b),
+            rounds=args.rounds,
+            clients=args.clients,
+            per_client=args.per_client,
+            sequential=args.requests,
+            body_format=args.body,
+            strip_source=args.strips,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

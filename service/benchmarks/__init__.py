@@ -1,1 +1,0 @@
-"""Benchmarks behind `make bench` and `make bench-neu`; they print JSON to paste into README."""

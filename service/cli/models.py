@@ -1,0 +1,133 @@
+"""The model store: ``publish`` a training run, ``evaluate`` a version, list ``models``, move an
+``alias``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from service.cli.options import Commands, add_command, add_store_option, print_json
+from service.compression.config import DEVICES
+from service.config import Settings
+from service.data.catalog import SPLITS
+
+
+def register(commands: Commands, settings: Settings) -> None:
+    for add in (add_publish, add_evaluate, add_models, add_alias):
+        add(commands, settings)
+
+
+def add_publish(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands, "publish", cmd_publish, "tune, evaluate, export and publish a training run"
+    )
+    sub.add_argument("--run", type=Path, required=True, help="run folder written by train")
+    sub.add_argument("--model", default=settings.model_name, help="model name in the store")
+    sub.add_argument("--alias", default=None, help="alias to point at the new version")
+    sub.add_argument("--device", default="auto", choices=DEVICES, help="device")
+    add_store_option(sub, settings)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from service.store import ModelStore
+    from service.training.publish import publish_run
+
+    manifest = publish_run(
+        args.run, ModelStore(args.store), args.model, args.alias, args.device, not args.quiet
+    )
+    print_json(
+        {
+            "name": manifest.name,
+            "version": manifest.version,
+            "metrics": manifest.metrics.model_dump(),
+        }
+    )
+    return 0
+
+
+def add_evaluate(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands, "evaluate", cmd_evaluate, "evaluate a published version with ONNX Runtime"
+    )
+    sub.add_argument("--model", default=settings.model_name, help="model name")
+    sub.add_argument("--ref", default=settings.model_alias, help="version number or alias")
+    sub.add_argument("--dataset", default=None, help="dataset (default: the one it was trained on)")
+    sub.add_argument(
+        "--split",
+        default=None,
+        choices=SPLITS,
+        help="split (all: every image of a Severstal-format folder)",
+    )
+    add_store_option(sub, settings)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from service.data.catalog import evaluation_split, open_dataset
+    from service.evaluation.run import evaluate
+    from service.inference.runtime import OnnxSegmenter
+    from service.store import ModelStore
+    from service.training.publish import ONNX_FILE
+
+    version = ModelStore(args.store).load(args.model, args.ref)
+    dataset_spec = args.dataset or version.manifest.lineage.settings.get("dataset")
+    if not dataset_spec:
+        raise ValueError("this version does not record its dataset: pass --dataset")
+    split = args.split or evaluation_split(dataset_spec)
+    scores = evaluate(
+        OnnxSegmenter(version.file(ONNX_FILE)),
+        open_dataset(dataset_spec, split),
+        version.manifest.input,
+        version.manifest.postprocess,
+        progress=not args.quiet,
+    )
+    print_json(
+        {
+            "model": args.model,
+            "version": version.manifest.version,
+            "dataset": dataset_spec,
+            "split": split,
+            **scores,
+        }
+    )
+    return 0
+
+
+def add_models(commands: Commands, settings: Settings) -> None:
+    sub = add_command(commands, "models", cmd_models, "list models, versions, metrics and aliases")
+    add_store_option(sub, settings)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from service.store import ModelStore
+
+    store = ModelStore(args.store)
+    print_json(
+        {
+            name: {
+                "aliases": store.aliases(name),
+                "versions": {
+                    v: store.manifest(name, v).metrics.model_dump() for v in store.versions(name)
+                },
+            }
+            for name in store.models()
+        }
+    )
+    return 0
+
+
+def add_alias(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands, "alias", cmd_alias, "point an alias at a version (promote or roll back)"
+    )
+    sub.add_argument("--model", default=settings.model_name, help="model name")
+    sub.add_argument("--alias", required=True, help="alias, e.g. production or candidate")
+    sub.add_argument("--version", type=int, required=True, help="version number")
+    add_store_option(sub, settings)
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    from service.store import ModelStore
+
+    ModelStore(args.store).set_alias(args.model, args.alias, args.version)
+    print(f"{args.model}: {args.alias} -> v{args.version}")
+    return 0

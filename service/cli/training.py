@@ -1,0 +1,106 @@
+"""Data and training: ``make-synthetic``, ``train`` and ``macs``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from service.architectures import ENCODER_NAMES, FAMILY_NAMES
+from service.cli.options import Commands, add_command, print_json, size
+from service.compression.config import DEVICES
+from service.config import Settings
+
+
+def register(commands: Commands, settings: Settings) -> None:
+    for add in (add_make_synthetic, add_train, add_macs):
+        add(commands, settings)
+
+
+def add_make_synthetic(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands, "make-synthetic", cmd_make_synthetic, "write a synthetic Severstal-format dataset"
+    )
+    sub.add_argument("--out", type=Path, required=True, help="output folder")
+    sub.add_argument("--n", type=int, required=True, help="number of strips")
+    sub.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+
+
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from service.data.synthetic import generate_synthetic
+
+    out = generate_synthetic(args.out, args.n, args.seed, progress=not args.quiet)
+    print(f"wrote {args.n} synthetic strips to {out}")
+    return 0
+
+
+def add_train(commands: Commands, settings: Settings) -> None:
+    sub = add_command(commands, "train", cmd_train, "train a segmentation net into a run folder")
+    sub.add_argument(
+        "--dataset",
+        required=True,
+        help="neu, neu:PATH, magnetic-tile, magnetic-tile:PATH, severstal:PATH or a folder",
+    )
+    sub.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, run.json)")
+    sub.add_argument("--arch", default="unet", choices=FAMILY_NAMES, help="decoder family")
+    sub.add_argument("--encoder", default="resnet18", choices=ENCODER_NAMES, help="encoder")
+    sub.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
+    sub.add_argument("--epochs", type=int, default=10, help="epochs")
+    sub.add_argument("--batch", type=int, default=8, help="batch size")
+    sub.add_argument("--crop", type=size, default=(256, 256), help="training crop HxW")
+    sub.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    sub.add_argument("--device", default="auto", choices=DEVICES, help="device")
+    sub.add_argument("--seed", type=int, default=0, help="random seed")
+    sub.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from service.training.train import TrainConfig, train
+
+    result = train(
+        TrainConfig(
+            dataset=args.dataset,
+            out_dir=args.out,
+            family=args.arch,
+            encoder=args.encoder,
+            width_multiplier=args.width,
+            in_channels=args.in_channels,
+            epochs=args.epochs,
+            batch_size=args.batch,
+            crop=args.crop,
+            lr=args.lr,
+            device=args.device,
+            seed=args.seed,
+            resume=args.resume,
+            progress=not args.quiet,
+        )
+    )
+    print_json(
+        {
+            "run_dir": result.run_dir,
+            "best_epoch": result.best_epoch,
+            "best_val_dice_nonempty": result.best_val_dice_nonempty,
+            "seconds": round(result.seconds, 1),
+        }
+    )
+    return 0
+
+
+def add_macs(commands: Commands, settings: Settings) -> None:
+    sub = add_command(commands, "macs", cmd_macs, "params and MACs of every architecture")
+    sub.add_argument("--height", type=int, default=256, help="input height")
+    sub.add_argument("--width", type=int, default=1600, help="input width")
+    sub.add_argument("--widths", type=float, nargs="+", default=[1.0], help="width multipliers")
+
+
+def cmd_macs(args: argparse.Namespace) -> int:
+    from service.nets.profile import architecture_table
+
+    rows = architecture_table(height=args.height, width=args.width, width_multipliers=args.widths)
+    print(f"{'family':6} {'encoder':16} {'width':>5} {'params (M)':>11} {'GMACs':>8}")
+    for row in rows:
+        print(
+            f"{row['family']:6} {row['encoder']:16} {row['width_multiplier']:>5} "
+            f"{row['params'] / 1e6:>11.2f} {row['gmacs']:>8.2f}"
+        )
+    return 0
