@@ -248,16 +248,16 @@ def test_the_cli_refuses_a_target_out_of_range(
 def test_scratch_re_initialises_the_pruned_architecture_before_the_final_fine_tune(
     store: ModelStore, synthetic_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.compression import pipeline
+    from service.compression import steps as pruning_steps
 
     starts: list[dict[str, Any]] = []
-    real_finetune = pipeline.finetune
+    real_finetune = pruning_steps.finetune
 
     def recording_finetune(model, *args, **kwargs):
         starts.append({k: v.clone() for k, v in model.state_dict().items()})
         return real_finetune(model, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "finetune", recording_finetune)
+    monkeypatch.setattr(pruning_steps, "finetune", recording_finetune)
     config = tiny_job(
         synthetic_root, method="scratch", finetune_epochs_per_step=0, finetune_epochs=1, seed=3
     )
