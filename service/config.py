@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         default=1,
         ge=1,
         description="runs of every batch size through each session before the model is ready; "
-        "only the first run of a shape is slow (on 2 cores, batch 1: 75 ms, then 50, 50)",
+        "only the first run of a shape is slow",
     )
     max_batch: int = Field(
         default=8, ge=1, le=64, description="most strips the batcher puts in one session run"

@@ -17,6 +17,7 @@ from service.store import (
     ModelStore,
     NotFoundError,
     sha256_file,
+    write_json,
 )
 
 
@@ -145,6 +146,14 @@ def test_unknown_names_raise_not_found(tmp_path: Path) -> None:
 def test_invalid_model_name_is_rejected(tmp_path: Path, artefacts: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="invalid model name"):
         ModelStore(tmp_path).publish("../escape", make_draft(), artefacts)
+
+
+def test_write_json_replaces_the_file_whole(tmp_path: Path) -> None:
+    path = tmp_path / "job" / "result.json"
+    write_json(path, {"version": 1})
+    write_json(path, {"version": 2, "at": tmp_path})
+    assert json.loads(path.read_text()) == {"version": 2, "at": str(tmp_path)}
+    assert [p.name for p in path.parent.iterdir()] == ["result.json"]
 
 
 def test_store_module_imports_no_torch() -> None:

@@ -288,7 +288,12 @@ class JobProgressOut(BaseModel):
     step: int | None = None
     steps: int | None = None
     epoch: int | None = None
-    epochs: int | None = None
+    epochs: float | None = Field(
+        default=None, description="recovery epochs after each pruning step (fractions allowed)"
+    )
+    finetune_epochs: int | None = Field(
+        default=None, description="epochs of the final fine-tune (the step after the last)"
+    )
     loss: float | None = None
     val_dice: float | None = None
     macs: int | None = None

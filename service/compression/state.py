@@ -12,7 +12,6 @@ report.json, report.png   the job's report
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import replace
@@ -22,26 +21,18 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from service.nets import Architecture, SegmentationModel, build_model, record_layer_shapes
+from service.store import WEIGHTS_FILE, write_json
 from service.training.train import cpu_state
 
 JOB_FILE = "job.json"
 RESULT_FILE = "result.json"
 STEPS_DIR = "steps"
-WEIGHTS_FILE = "weights.safetensors"
 ARCHITECTURE_FILE = "architecture.json"
 METRICS_FILE = "metrics.json"
 
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write to a temporary file, then rename over ``path``: readers see old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 def save_step(

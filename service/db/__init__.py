@@ -4,7 +4,6 @@ from service.db.engine import make_engine, make_session_factory, ping
 from service.db.filters import InspectionFilter
 from service.db.inspections import (
     InspectionPage,
-    InvalidCursor,
     find_inspection,
     frame_inspection_id,
     get_inspection,
@@ -12,6 +11,7 @@ from service.db.inspections import (
     list_inspections,
     new_inspection,
 )
+from service.db.keyset import InvalidCursor
 from service.db.models import Base, Defect, Inspection
 from service.db.values import InspectionValues
 

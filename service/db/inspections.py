@@ -5,8 +5,6 @@ Callable alike from the API, the worker, scripts and tests; each write commits i
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,13 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.filters import InspectionFilter
+from service.db.keyset import decode_cursor, encode_cursor
 from service.db.models import Defect, Inspection
 from service.db.rollup import count_inspection
 from service.db.values import DefectFields, InspectionValues
-
-
-class InvalidCursor(ValueError):
-    """A listing cursor that this service did not hand out."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +192,7 @@ def list_inspections(
             tuple_(Inspection.received_at, Inspection.id) < tuple_(received_at, last_id)
         )
     rows = list(session.scalars(query.limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_inspection_cursor(rows[limit - 1]) if len(rows) > limit else None
     return InspectionPage(items=rows[:limit], next_cursor=next_cursor)
 
 
@@ -205,7 +200,7 @@ def _without_parallel_workers(session: Session) -> None:
     """On Postgres, plan this transaction's page without parallel workers.
 
     A page is at most a thousand rows, found by one index range scan; starting workers costs
-    more than the scan (bench-history showed a deep page's Gather Merge spending most of its
+    more than the scan (in the history benchmark a deep page's Gather Merge spent most of its
     time waiting for its workers). ``SET LOCAL`` ends with the transaction.
     """
     if session.get_bind().dialect.name == "postgresql":
@@ -221,18 +216,5 @@ def newest_first(where: InspectionFilter) -> Select[tuple[Inspection]]:
     )
 
 
-def encode_cursor(row: Inspection) -> str:
-    raw = f"{row.received_at.isoformat()}|{row.id.hex}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        stamp, _, hex_id = raw.partition("|")
-        received_at, last_id = datetime.fromisoformat(stamp), uuid.UUID(hex=hex_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as error:
-        raise InvalidCursor(f"cursor {cursor[:40]!r} is not one this service handed out") from error
-    if received_at.tzinfo is None:
-        raise InvalidCursor(f"cursor {cursor[:40]!r} is not one this service handed out")
-    return received_at, last_id
+def encode_inspection_cursor(row: Inspection) -> str:
+    return encode_cursor(row.received_at, row.id)

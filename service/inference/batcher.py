@@ -14,13 +14,12 @@ Up to ``max_runs`` batches run at the same time, each on its own thread. Where t
 lanes (``run_in_lane``: a second session of the same model whose intra-op threads are the cores'
 share of one run), a lone batch — nothing else running, waiting or being decoded — runs on the
 session with every thread, and a batch with company runs in a lane, at once, beside the others:
-runs that split the cores between them waste none on each other. On 2 cores, raw ONNX Runtime
-did 22.8 strips/s as two one-thread callers (batches of 4, 84 ms CPU per strip) against 21.1 as
-one two-thread caller (88 ms) and 18.8 as two two-thread callers (103 ms: each preempts the
-other's intra-op threads mid-run). Without lanes every batch goes through the one session, and
-a batch starts beside a running one only once half a batch is waiting: started at once, they ran
-one or two strips each, which costs more per strip than the overlap saves; the same holds for a
-lane run starting beside a batch that runs on every thread.
+runs that split the cores between them waste none on each other, where two runs that each use
+every thread preempt each other's intra-op threads mid-run and take more CPU per strip than one
+run alone. Without lanes every batch goes through the one session, and a batch starts beside a
+running one only once half a batch is waiting: started at once, they ran one or two strips
+each, which costs more per strip than the overlap saves; the same holds for a lane run starting
+beside a batch that runs on every thread.
 """
 
 from __future__ import annotations
@@ -80,7 +79,7 @@ class Batcher:
                 f"{max_wait_s}, {max_runs}"
             )
         self.max_batch, self.max_wait_s, self.max_runs = max_batch, max_wait_s, max_runs
-        self._beside = max(1, max_batch // 2)
+        self._min_waiting_beside_wide = max(1, max_batch // 2)
         """Strips that must be waiting for a batch to start beside one that has every thread."""
         self._run, self._run_in_lane = run, run_in_lane
         self._model, self._version = model, version
@@ -135,7 +134,7 @@ class Batcher:
             if (
                 not self._waiting
                 or self._running >= self.max_runs
-                or (self._running_wide > 0 and len(self._waiting) < self._beside)
+                or (self._running_wide > 0 and len(self._waiting) < self._min_waiting_beside_wide)
             ):
                 self._wake.clear()
                 await self._wake.wait()

@@ -28,13 +28,9 @@ from service.inference.postprocess import LogitCut, mean_probability
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter, available_providers
 from service.metrics import set_live_model
-from service.store import Manifest, ModelStore, ModelVersion
+from service.store import ONNX_FILE, Manifest, ModelStore, ModelVersion
 
 logger = logging.getLogger(__name__)
-
-ONNX_FILE = "model.onnx"
-"""The served file of a version; the same name as ``service.training.publish.ONNX_FILE``,
-which cannot be imported here because it imports torch."""
 
 
 class ModelLoadError(Exception):
@@ -201,9 +197,8 @@ class Inspector:
 
         The masks are those of ``probabilities_to_masks(sigmoid(logits))`` (what evaluation
         scores), computed without a sigmoid over the whole strip: see ``LogitCut``. The classes
-        are post-processed one after the other: split over two threads, a lone strip's
-        post-processing took 9% longer on this 2-core host (3.12 against 2.85 ms, right after a
-        session run), not shorter: the passes are memory-bound and hold the GIL in between.
+        are post-processed one after the other, not on threads of their own: the passes are
+        memory-bound and take the GIL in between, so splitting them made a lone strip slower.
         """
         height, width = self.shape
         found = (
@@ -243,11 +238,11 @@ class Inspector:
         """Run a decoded strip in the next batch."""
         return await self.batcher.submit(decoded.plane)
 
-    def conclude(self, decoded: Decoded, result: BatchResult) -> Findings:
+    def postprocess(self, decoded: Decoded, result: BatchResult) -> Findings:
         """Post-process a strip's logits into its findings (CPU work: off the event loop).
 
-        The route runs this and the recording of the result in one worker thread: each hop
-        between the event loop and a thread costs a fraction of a millisecond per request.
+        ``service.inspection`` runs this and the recording of the result in one worker thread:
+        each hop between the event loop and a thread costs a fraction of a millisecond per request.
         """
         start = time.perf_counter()
         defects = self.find_defects(result.logits)

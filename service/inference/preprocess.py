@@ -22,8 +22,8 @@ def _normalise_into(out: np.ndarray, pixels: np.ndarray, normalisation: Normalis
     """``out[...] = (pixels / 255 - mean) / std`` (uint8) or ``(pixels - mean) / std`` (float),
     every step in float32, written into ``out`` without temporaries.
 
-    Three in-place passes take 0.18 ms for a 256x1600 strip, against 0.33 for looking every
-    pixel up in a table of the 256 levels (``np.take`` widens each uint8 index to intp first).
+    Three in-place passes are faster than looking every pixel up in a table of the 256 levels
+    (``np.take`` widens each uint8 index to intp first).
     """
     if pixels.dtype == np.uint8:
         np.divide(pixels, np.float32(255.0), out=out, dtype=np.float32)

@@ -26,9 +26,8 @@ def _shared_cpu_arena() -> None:
 
     An arena keeps the most memory its session's runs ever needed at once, and sessions do not
     run at their peaks at the same time (a lone batch on every thread, batches in lanes, the old
-    and new version during a promotion). Measured with the two sessions of the service's lanes
-    warmed at batches 1..8 of 256x1600 strips: 637 MiB resident with one shared arena against
-    1,115 with one each, at the same speed (without an arena runs took twice the CPU).
+    and new version during a promotion): one arena for all of them holds far less than one
+    each, at the same speed. No arena at all would cost CPU on every run.
     """
     memory = ort.OrtMemoryInfo(
         "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
@@ -40,14 +39,12 @@ class OnnxSegmenter:
     """Runs (N, C, H, W) float32 batches through a segmentation ONNX model to logits.
 
     ``spinning`` lets the intra-op threads busy-wait for work after a run. It saves little on
-    an idle machine and costs much where the cores are shared: measured on 2 cores next to other
-    work, spinning raised the CPU time per strip from about 63 to 84 ms, the wait of threads
-    preempted mid-run being spent spinning; in the API it also takes the cores that decoding,
-    post-processing and HTTP need between runs.
+    an idle machine and costs much where the cores are shared: threads preempted mid-run spend
+    their wait spinning, and in the API they take the cores that decoding, post-processing and
+    HTTP need between runs.
 
     Memory patterns (planned allocations, cached per input shape) are off: with batches of
-    every size 1..8 of 256x1600 strips they grew the process to about 940 MiB against 550
-    without, for no measurable speed-up.
+    every size the batcher forms they made the process far larger, for no measurable speed-up.
 
     Every session's CPU tensors come from one arena shared by the whole process (see
     ``_shared_cpu_arena``), not one arena per session.

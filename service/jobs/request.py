@@ -17,11 +17,8 @@ from service.compression.config import (
 )
 from service.data.catalog import open_dataset
 from service.data.magnetic_tile import is_magnetic_tile_folder
-from service.store import ModelStore, StoreError
+from service.store import WEIGHTS_FILE, ModelStore, StoreError
 from service.store.store import validate_name
-
-WEIGHTS_FILE = "weights.safetensors"
-"""What a source version must hold to be pruned (service.training.publish writes it)."""
 
 Device = Literal["auto", "cpu", "cuda"]
 DEFAULTS = CompressionConfig.__dataclass_fields__

@@ -37,9 +37,9 @@ logger = logging.getLogger(__name__)
 
 RECENT_FRAMES = 50_000
 """Frames remembered by ``recorded_lately``: 40 minutes of a line at 20 strips a second, about
-14 MB (measured with gateway-style ids). A retry of an older frame (or one recorded by another
-process, or before a restart) runs the model again and is then answered with the stored result
-by the unique constraint."""
+14 MB of gateway-style keys. A retry of an older frame (or one recorded by another process, or
+before a restart) runs the model again and is then answered with the stored result by the
+unique constraint."""
 
 
 class ResultsUnavailable(Exception):

@@ -1,5 +1,6 @@
 """The versioned model store shared by the API process (no torch) and the worker."""
 
+from service.store.files import MANIFEST_FILE, ONNX_FILE, WEIGHTS_FILE, write_json
 from service.store.manifest import (
     ArchitectureSpec,
     ClassPostprocess,
@@ -22,6 +23,9 @@ from service.store.store import (
 )
 
 __all__ = [
+    "MANIFEST_FILE",
+    "ONNX_FILE",
+    "WEIGHTS_FILE",
     "ArchitectureSpec",
     "ClassPostprocess",
     "DefectClassSpec",
@@ -38,4 +42,5 @@ __all__ = [
     "StoreError",
     "sha256_file",
     "verify_files",
+    "write_json",
 ]

@@ -20,9 +20,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.store.files import MANIFEST_FILE, fsync_dir, write_json
 from service.store.manifest import Manifest, ManifestDraft
 
-MANIFEST_FILE = "manifest.json"
 ALIASES_FILE = "aliases.json"
 _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -138,14 +138,14 @@ class ModelStore:
         while True:
             version = max(self.versions(name), default=0) + 1
             manifest = Manifest(name=name, version=version, files=hashes, **draft.model_dump())
-            _write_json_durably(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
+            write_json(staging / MANIFEST_FILE, manifest.model_dump(mode="json"))
             try:
                 os.rename(staging, self.root / name / str(version))
             except OSError:
                 if (self.root / name / str(version)).exists():
                     continue
                 raise
-            _fsync_dir(self.root / name)
+            fsync_dir(self.root / name)
             return manifest
 
     def aliases(self, name: str) -> dict[str, int]:
@@ -161,7 +161,7 @@ class ModelStore:
         with self._locked(name):
             aliases = self.aliases(name)
             aliases[alias] = version
-            _write_json_durably(self.root / name / ALIASES_FILE, dict(sorted(aliases.items())))
+            write_json(self.root / name / ALIASES_FILE, dict(sorted(aliases.items())))
 
     def remove_alias(self, name: str, alias: str) -> None:
         with self._locked(name):
@@ -169,7 +169,7 @@ class ModelStore:
             if alias not in aliases:
                 raise NotFoundError(f"model {name!r} has no alias {alias!r}")
             del aliases[alias]
-            _write_json_durably(self.root / name / ALIASES_FILE, aliases)
+            write_json(self.root / name / ALIASES_FILE, aliases)
 
     @contextlib.contextmanager
     def _locked(self, name: str) -> Iterator[None]:
@@ -197,23 +197,3 @@ def verify_files(path: Path, manifest: Manifest) -> None:
                 f"{manifest.name} v{manifest.version}: {file_name} has sha256 {actual[:12]}..., "
                 f"manifest says {expected[:12]}...; refusing a tampered or corrupted version"
             )
-
-
-def _write_json_durably(path: Path, payload: object) -> None:
-    """Write to a temporary file, fsync, then atomically replace ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -23,7 +23,7 @@ from service.db import (
     make_session_factory,
     new_inspection,
 )
-from service.db.inspections import decode_cursor
+from service.db.keyset import decode_cursor
 from service.db.migrate import upgrade
 
 

@@ -25,9 +25,8 @@ from service.db.migrate import upgrade
 from service.db.models import Job, JobEvent
 from service.jobs import queue
 from service.jobs import worker as worker_module
-from service.jobs.request import WEIGHTS_FILE, JobRequest, check_request
+from service.jobs.request import JobRequest, check_request
 from service.store import ModelStore
-from service.training.publish import WEIGHTS_FILE as PUBLISHED_WEIGHTS
 
 from .job_runs import DATASET, FAST, TINY_JOB, job_data_root, job_store, wait_for, worker
 
@@ -198,10 +197,6 @@ def test_a_crash_is_retried_until_the_attempts_run_out(
             (a, data["state"]) for a, kind, data in _events(sessions, job_id) if kind == "error"
         ]
         assert errors == [(1, "queued"), (2, "failed")]
-
-
-def test_the_weights_a_job_needs_are_the_ones_publish_writes() -> None:
-    assert WEIGHTS_FILE == PUBLISHED_WEIGHTS
 
 
 def _folders(place: dict[str, Any]) -> dict[str, Path]:

@@ -43,10 +43,3 @@ def test_serving_never_imports_torch(model_store: ModelStore, tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert "torch-free" in result.stdout
-
-
-def test_the_served_file_is_the_one_publish_writes() -> None:
-    from service.inference.inspector import ONNX_FILE
-    from service.training.publish import ONNX_FILE as PUBLISHED
-
-    assert ONNX_FILE == PUBLISHED
