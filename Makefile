@@ -49,7 +49,7 @@ bench: install
 	# 1,000,000 inspections seeded into Postgres (--database-url; own schema, dropped after).
 	$(PY) -m benchmarks.history
 
-# Real data, long (hours on 2 cores), resumable: run again and it goes on where it stopped.
+# Real data, long (hours on a CPU), resumable: run again and it goes on where it stopped.
 # The baseline, then FPGM, random, scratch, L1 and Torch-Pruning's FPGM at the same MACs; the
 # figures land in benchmarks/results/<dataset>-compression.json after every stage, the weights
 # in BENCH_CACHE (default ~/.cache/strip-inspection).

@@ -1,1 +1,1 @@
-"""Benchmarks: measured on real data and on this host, outside the runtime package."""
+"""Benchmarks, outside the runtime package: each says what it measures and on which host."""

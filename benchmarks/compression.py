@@ -38,8 +38,8 @@ from service.data.catalog import open_dataset, parse_dataset_spec
 from service.inference.preprocess import padded_size
 from service.inference.runtime import OnnxSegmenter
 from service.nets import Architecture, count_params_and_macs
-from service.store import InputSpec, Manifest, ModelStore
-from service.training.publish import ONNX_FILE, load_version_model, publish_run
+from service.store import ONNX_FILE, InputSpec, Manifest, ModelStore
+from service.training.publish import load_version_model, publish_run
 from service.training.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,8 +121,9 @@ COMPRESSION = {
     "max_dice_drop": 100.0,
 }
 """Every method's settings. No Dice stop (``max_dice_drop`` 100): all are compared at the same
-MACs. ``round_to`` 8, not this host's 16: with 16, the width-0.5 decoder's full-resolution
-blocks (16 and 8 channels) could not be narrowed at all and 82% fewer MACs is out of reach."""
+MACs. ``round_to`` 8 on every host, not AVX-512's 16: with 16, the width-0.5 decoder's
+full-resolution blocks (16 and 8 channels) could not be narrowed at all and 82% fewer MACs is
+out of reach."""
 
 RECIPES = {
     "neu": Recipe(
@@ -135,10 +136,9 @@ RECIPES = {
         {**COMPRESSION, "finetune_epochs": 40},
     ),
 }
-"""Width 0.5, not 1.0: on 2 cores an epoch of width 1.0 costs about three times as much, and
-the whole table (a baseline and five methods on each data set) must fit in a few sessions of
-CPU time. Width 0.5 is twice the channels of the shipped net, so pruning has redundancy to
-find."""
+"""Width 0.5, not 1.0: an epoch of width 1.0 costs about three times as much on a CPU, and the
+whole table (a baseline and five methods on each data set) must fit in hours of two cores.
+Width 0.5 has twice the channels of the shipped net, so pruning has redundancy to find."""
 
 
 def cache_root() -> Path:

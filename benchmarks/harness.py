@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.store.files import write_json
+
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile")
 
 
@@ -39,20 +41,12 @@ def read_results(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _write(path: Path, results: dict[str, Any]) -> None:
-    """Write beside, then rename over: a run cut off mid-write leaves the old figures."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    staging.replace(path)
-
-
 def update_results(path: Path, **fields: Any) -> dict[str, Any]:
     """Set top-level fields of the results file, keeping every method's figures."""
     results = read_results(path)
     results.update(fields)
     results.setdefault("methods", {})
-    _write(path, results)
+    write_json(path, results)
     return results
 
 
@@ -63,7 +57,7 @@ def update_method(
     results = read_results(path)
     results.update(fields)
     results.setdefault("methods", {})[method] = figures
-    _write(path, results)
+    write_json(path, results)
     return results
 
 

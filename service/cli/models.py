@@ -65,8 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from service.data.catalog import evaluation_split, open_dataset
     from service.evaluation.run import evaluate
     from service.inference.runtime import OnnxSegmenter
-    from service.store import ModelStore
-    from service.training.publish import ONNX_FILE
+    from service.store import ONNX_FILE, ModelStore
 
     version = ModelStore(args.store).load(args.model, args.ref)
     dataset_spec = args.dataset or version.manifest.lineage.settings.get("dataset")

@@ -16,10 +16,10 @@ from service.data.catalog import open_dataset, parse_dataset_spec
 from service.evaluation.run import Predictor, evaluate
 from service.inference.preprocess import padded_size
 from service.nets import Architecture, SegmentationModel, count_params_and_macs
-from service.store import ClassPostprocess, InputSpec, Manifest, ModelStore
+from service.store import WEIGHTS_FILE, ClassPostprocess, InputSpec, Manifest, ModelStore
 from service.training.crops import TrainingCrops
 from service.training.predict import resolve_device, torch_predictor
-from service.training.publish import WEIGHTS_FILE, load_version_model
+from service.training.publish import load_version_model
 
 Progress = Callable[[dict[str, Any]], None]
 
