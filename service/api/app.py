@@ -31,6 +31,7 @@ from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
 from service.images import ImageArchive
 from service.inference.inspector import ModelSlot, ServingOptions
+from service.inspection import Recording
 from service.spool import ResultRecorder, Spool
 from service.spool.records import key_of
 from service.store import ModelStore
@@ -87,7 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
-    app.state.finishing = anyio.CapacityLimiter(postprocess_threads(services.settings))
+    limiter = anyio.CapacityLimiter(postprocess_threads(services.settings))
+    app.state.recording = Recording(services.results, services.images, limiter)
     await run_in_threadpool(services.results.start)
     if services.images.policy != "none":
         await run_in_threadpool(services.images.open)

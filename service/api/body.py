@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope
 
 from service.api.errors import ApiError
 from service.inference.decode import MEDIA_TYPES, RAW_MEDIA_TYPE, UnsupportedMediaType, media_type
+from service.inspection import ReceivedStrip
 
 MULTIPART = "multipart/form-data"
 IMAGE_FIELD = "image"
@@ -27,19 +28,10 @@ MAX_FORM_PARTS = 64
 
 
 @dataclass(frozen=True)
-class Image:
-    """One strip as received: its media type (the part's, for multipart) and bytes."""
-
-    content_type: str
-    data: bytes
-
-
-@dataclass(frozen=True)
 class Upload:
     """The strip of a request to /v1/inspect."""
 
-    content_type: str
-    data: bytes
+    strip: ReceivedStrip
     received_at: datetime
     started: float
     """``time.perf_counter()`` when the request reached the handler's dependencies."""
@@ -49,7 +41,7 @@ class Upload:
 class Uploads:
     """The strips of a multipart request, in the order of their parts."""
 
-    images: list[Image]
+    strips: list[ReceivedStrip]
     received_at: datetime
     started: float
 
@@ -61,10 +53,10 @@ async def read_upload(request: Request, *, limit: int) -> Upload:
     if kind not in MEDIA_TYPES and kind != MULTIPART:
         raise _unsupported(kind, (*MEDIA_TYPES, MULTIPART))
     if kind == MULTIPART:
-        image = (await _required_images(request, limit=limit))[0]
+        strip = (await _required_images(request, limit=limit))[0]
     else:
-        image = Image(kind, await read_body(request, limit=limit))
-    return Upload(image.content_type, image.data, received_at, started)
+        strip = ReceivedStrip(kind, await read_body(request, limit=limit))
+    return Upload(strip, received_at, started)
 
 
 async def read_uploads(request: Request, *, limit: int, max_images: int) -> Uploads:
@@ -98,7 +90,7 @@ async def read_body(request: Request, *, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_images(request: Request, *, limit: int) -> list[Image]:
+async def _read_images(request: Request, *, limit: int) -> list[ReceivedStrip]:
     """The ``image`` parts of a ``multipart/form-data`` body (RFC 7578), in order.
 
     Starlette parses the form with python-multipart. A part with a file name comes back as a
@@ -125,17 +117,17 @@ async def _read_images(request: Request, *, limit: int) -> list[Image]:
         await form.close()
 
 
-async def _required_images(request: Request, *, limit: int) -> list[Image]:
+async def _required_images(request: Request, *, limit: int) -> list[ReceivedStrip]:
     images = await _read_images(request, limit=limit)
     if not images:
         raise ApiError(422, "missing_field", f"the multipart body has no field {IMAGE_FIELD!r}")
     return images
 
 
-async def _image(value: UploadFile | str) -> Image:
+async def _image(value: UploadFile | str) -> ReceivedStrip:
     if isinstance(value, str):
-        return Image(RAW_MEDIA_TYPE, value.encode("latin-1"))
-    return Image(media_type(value.content_type) or RAW_MEDIA_TYPE, await value.read())
+        return ReceivedStrip(RAW_MEDIA_TYPE, value.encode("latin-1"))
+    return ReceivedStrip(media_type(value.content_type) or RAW_MEDIA_TYPE, await value.read())
 
 
 def _form_scope(scope: Scope) -> Scope:

@@ -10,18 +10,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from anyio import CapacityLimiter
 from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import KeyRing
-from service.api.body import Upload, read_upload
+from service.api.body import Upload, Uploads, read_upload, read_uploads
 from service.api.errors import ApiError
 from service.api.schemas import FrameQuery
 from service.config import ApiKey, Role, Settings
 from service.images import ImageArchive
 from service.inference.inspector import Inspector, ModelSlot
+from service.inspection import Recording
 from service.spool import ResultRecorder
 from service.store import ModelStore
 from service.store.store import StoreError
@@ -57,15 +57,18 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+@dataclass(frozen=True)
 class RequireRole:
     """Dependency: the request's API key, which must grant ``role`` (None while the API is open).
 
-    Declare it before any body-reading dependency: a caller without the role is refused before
-    its body is read. The key's name goes to ``request.state.api_key`` for the request log.
+    Routers declare it (``APIRouter(dependencies=[ReadRole])``): FastAPI solves those before a
+    handler's own dependencies, so a caller without the role is refused before its body is
+    read. Two checks of one role compare equal, and FastAPI solves equal dependencies once per
+    request, so a handler that also takes the key (``ReaderKeyDep``) has it checked once. The
+    key's name goes to ``request.state.api_key`` for the request log.
     """
 
-    def __init__(self, role: Role) -> None:
-        self.role = role
+    role: Role
 
     async def __call__(self, request: Request, services: ServicesDep) -> ApiKey | None:
         key = services.keys.authorize(request.headers.get("authorization"), self.role)
@@ -74,9 +77,11 @@ class RequireRole:
         return key
 
 
-InspectorDep = Annotated[ApiKey | None, Depends(RequireRole("inspect"))]
-ReaderDep = Annotated[ApiKey | None, Depends(RequireRole("read"))]
-AdminDep = Annotated[ApiKey | None, Depends(RequireRole("admin"))]
+InspectRole = Depends(RequireRole("inspect"))
+ReadRole = Depends(RequireRole("read"))
+AdminRole = Depends(RequireRole("admin"))
+ReaderKeyDep = Annotated[ApiKey | None, Depends(RequireRole("read"))]
+"""The key of a caller with the ``read`` role, for a handler that records who it was."""
 
 
 def get_session(services: ServicesDep) -> Iterator[Session]:
@@ -85,21 +90,6 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-async def get_results(services: ServicesDep) -> ResultRecorder:
-    return services.results
-
-
-ResultsDep = Annotated[ResultRecorder, Depends(get_results)]
-"""Where new results go: the database, or the spool while the database cannot take them."""
-
-
-async def get_images(services: ServicesDep) -> ImageArchive:
-    return services.images
-
-
-ImagesDep = Annotated[ImageArchive, Depends(get_images)]
 
 
 async def get_model(services: ServicesDep) -> Inspector:
@@ -113,12 +103,12 @@ async def get_model(services: ServicesDep) -> Inspector:
 ModelDep = Annotated[Inspector, Depends(get_model)]
 
 
-async def get_finishing(request: Request) -> CapacityLimiter:
-    """How many strips may be post-processed and recorded at once (set up by the lifespan)."""
-    return request.app.state.finishing
+async def get_recording(request: Request) -> Recording:
+    """Where inspected strips are recorded (set up by the lifespan)."""
+    return request.app.state.recording
 
 
-FinishingDep = Annotated[CapacityLimiter, Depends(get_finishing)]
+RecordingDep = Annotated[Recording, Depends(get_recording)]
 
 
 async def get_upload(request: Request, services: ServicesDep) -> Upload:
@@ -126,6 +116,17 @@ async def get_upload(request: Request, services: ServicesDep) -> Upload:
 
 
 UploadDep = Annotated[Upload, Depends(get_upload)]
+
+MAX_BATCH_IMAGES = 32
+"""Most strips one request to /v1/inspect/batch may carry."""
+
+
+async def get_uploads(request: Request, services: ServicesDep) -> Uploads:
+    limit = services.settings.max_body_bytes
+    return await read_uploads(request, limit=limit, max_images=MAX_BATCH_IMAGES)
+
+
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 
 
 async def get_classes(services: ServicesDep) -> dict[int, str] | None:

@@ -8,7 +8,9 @@ CSV finds images/0002cc93b.png (the shared samples are PNG re-saves of the compe
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -88,13 +90,33 @@ def _class_id(text: str, num_classes: int, where: str) -> int:
 
 def write_train_csv(path: Path | str, rows: Rows) -> None:
     """Write rows in the new format, sorted by image then class, non-empty masks only."""
+    images = (
+        (image_id, {class_id: encoded for class_id, encoded in masks.items() if encoded})
+        for image_id, masks in sorted(rows.items())
+    )
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(_NEW_HEADER)
-        for image_id in sorted(rows):
-            for class_id, encoded in sorted(rows[image_id].items()):
-                if encoded:
-                    writer.writerow([image_id, class_id, encoded])
+        handle.writelines(masks_csv(images))
+
+
+def masks_csv(images: Iterable[tuple[str, Mapping[int, str]]]) -> Iterator[str]:
+    """Masks as the new format's text: the header, then one chunk per image (its rows in class
+    order), so that a long CSV can be streamed. Every mask given is written, empty ones too:
+    a train.csv leaves them out, a submission lists every class of every image."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_NEW_HEADER)
+    for image_id, masks in images:
+        for class_id, encoded in sorted(masks.items()):
+            writer.writerow([image_id, class_id, encoded])
+        yield _drain(buffer)
+    yield _drain(buffer)
+
+
+def _drain(buffer: io.StringIO) -> str:
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text
 
 
 def read_classes(root: Path) -> tuple[DefectClass, ...]:

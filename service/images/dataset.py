@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import tarfile
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
+from service.data.severstal import masks_csv
 from service.images.archive import KeptImage
 from service.inference.decode import RAW_MEDIA_TYPE, decode_strip
 
@@ -74,13 +74,7 @@ def training_tar(images: Sequence[TrainingImage], classes: Mapping[int, str]) ->
 
 
 def _train_csv(images: Sequence[TrainingImage]) -> bytes:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["ImageId", "ClassId", "EncodedPixels"])
-    for item in images:
-        for class_id, encoded in sorted(item.masks.items()):
-            writer.writerow([item.file_name, class_id, encoded])
-    return text.getvalue().encode()
+    return "".join(masks_csv((item.file_name, item.masks) for item in images)).encode()
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

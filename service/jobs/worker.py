@@ -134,7 +134,7 @@ class _Attempt:
         )
         heartbeat.start()
         try:
-            self._settle()
+            self._run_and_write_outcome()
         except LeaseLost:
             logger.warning("job %s: lease lost; its new holder finishes it", self.job.id)
         finally:
@@ -161,7 +161,7 @@ class _Attempt:
             should_cancel=self._should_cancel,
         )
 
-    def _settle(self) -> None:
+    def _run_and_write_outcome(self) -> None:
         """Run the job and write its outcome; raises LeaseLost when the job is no longer ours
         to write to."""
         try:

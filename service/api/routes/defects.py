@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import ReaderDep, SessionDep
+from service.api.deps import ReadRole, SessionDep
 from service.api.queries import SummaryQuery
 from service.api.schemas import (
     ClassBucketOut,
@@ -17,13 +17,11 @@ from service.api.schemas import (
 )
 from service.db.summary import defect_summary
 
-router = APIRouter(tags=["defects"])
+router = APIRouter(tags=["defects"], dependencies=[ReadRole])
 
 
 @router.get("/v1/defects/summary", response_model=SummaryOut, responses={422: {"model": ErrorOut}})
-def summary(
-    caller: ReaderDep, session: SessionDep, query: Annotated[SummaryQuery, Query()]
-) -> SummaryOut:
+def summary(session: SessionDep, query: Annotated[SummaryQuery, Query()]) -> SummaryOut:
     """Defects and defect area per class, and inspections made, per time bucket (and group)."""
     since, until = query.window()
     where = query.to_filter(since, until)

@@ -7,20 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import ClassesDep, ReaderDep, SessionDep
+from service.api.deps import ClassesDep, ReadRole, SessionDep
 from service.api.errors import ApiError
 from service.api.queries import PageQuery
 from service.api.schemas import ErrorOut, InspectionOut, InspectionPageOut
 from service.db import get_inspection, list_inspections
 
-router = APIRouter(tags=["inspections"])
+router = APIRouter(tags=["inspections"], dependencies=[ReadRole])
 
 
 @router.get(
     "/v1/inspections", response_model=InspectionPageOut, responses={422: {"model": ErrorOut}}
 )
 def list_recent(
-    caller: ReaderDep,
     session: SessionDep,
     classes: ClassesDep,
     query: Annotated[PageQuery, Query()],
@@ -38,7 +37,7 @@ def list_recent(
     response_model=InspectionOut,
     responses={404: {"model": ErrorOut}},
 )
-def get_one(caller: ReaderDep, inspection_id: uuid.UUID, session: SessionDep) -> InspectionOut:
+def get_one(inspection_id: uuid.UUID, session: SessionDep) -> InspectionOut:
     """One recorded inspection."""
     row = get_inspection(session, inspection_id=inspection_id)
     if row is None:

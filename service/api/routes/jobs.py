@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import AdminDep, ServicesDep, SessionDep
+from service.api.deps import AdminRole, ServicesDep, SessionDep
 from service.api.errors import ApiError
 from service.api.schemas import ErrorOut, JobOut, JobsOut
 from service.db.models import Job
@@ -25,13 +25,12 @@ from service.jobs.queue import (
 )
 from service.jobs.request import JobRejected, JobRequest, check_request
 
-router = APIRouter(prefix="/v1/admin/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/admin/jobs", tags=["jobs"], dependencies=[AdminRole])
 NOT_FOUND = {404: {"model": ErrorOut}}
 
 
 @router.post("", status_code=202, response_model=JobOut, responses={422: {"model": ErrorOut}})
 def create_job(
-    caller: AdminDep,
     request: JobRequest,
     session: SessionDep,
     services: ServicesDep,
@@ -58,7 +57,6 @@ def create_job(
 
 @router.get("", response_model=JobsOut)
 def jobs(
-    caller: AdminDep,
     session: SessionDep,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -70,7 +68,7 @@ def jobs(
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=NOT_FOUND)
-def job(caller: AdminDep, job_id: uuid.UUID, session: SessionDep) -> JobOut:
+def job(job_id: uuid.UUID, session: SessionDep) -> JobOut:
     """A job: state, progress, event log, result or error."""
     return JobOut.from_row(_job(session, job_id), list_events(session, job_id=job_id))
 
@@ -80,7 +78,7 @@ def job(caller: AdminDep, job_id: uuid.UUID, session: SessionDep) -> JobOut:
     response_model=JobOut,
     responses={202: {"model": JobOut}, 404: {"model": ErrorOut}, 409: {"model": ErrorOut}},
 )
-def cancel(caller: AdminDep, job_id: uuid.UUID, session: SessionDep, response: Response) -> JobOut:
+def cancel(job_id: uuid.UUID, session: SessionDep, response: Response) -> JobOut:
     """Cancel a job: a queued one at once (200); a running one stops at its next batch (202)."""
     try:
         job = request_cancel(session, job_id=job_id, now=datetime.now(UTC))
@@ -94,7 +92,7 @@ def cancel(caller: AdminDep, job_id: uuid.UUID, session: SessionDep, response: R
 
 
 @router.get("/{job_id}/report", responses=NOT_FOUND)
-def report(caller: AdminDep, job_id: uuid.UUID, session: SessionDep) -> dict[str, object]:
+def report(job_id: uuid.UUID, session: SessionDep) -> dict[str, object]:
     """The job's report: source and every step's MACs, params, Dice; the kept step."""
     job = _job(session, job_id)
     if job.report is None:
@@ -107,7 +105,7 @@ def report(caller: AdminDep, job_id: uuid.UUID, session: SessionDep) -> dict[str
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, **NOT_FOUND},
 )
-def report_plot(caller: AdminDep, job_id: uuid.UUID, session: SessionDep) -> Response:
+def report_plot(job_id: uuid.UUID, session: SessionDep) -> Response:
     """Validation Dice against MACs over the steps, the source as the first point."""
     job = _job(session, job_id)
     if job.report_png is None:

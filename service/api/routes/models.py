@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import AdminDep, ReaderDep, Services, ServicesDep
+from service.api.deps import AdminRole, ReadRole, Services, ServicesDep
 from service.api.errors import ApiError
 from service.api.schemas import (
     AliasMoveIn,
@@ -28,8 +28,8 @@ def _live(services: Services) -> LiveModelOut | None:
     return LiveModelOut(name=live.name, version=live.version, alias=services.models.alias)
 
 
-@router.get("/v1/models", response_model=ModelsOut)
-def list_models(caller: ReaderDep, services: ServicesDep) -> ModelsOut:
+@router.get("/v1/models", response_model=ModelsOut, dependencies=[ReadRole])
+def list_models(services: ServicesDep) -> ModelsOut:
     """Every model in the store with its versions and aliases, and the version served here."""
     store = services.store
     return ModelsOut(
@@ -51,10 +51,9 @@ def list_models(caller: ReaderDep, services: ServicesDep) -> ModelsOut:
     "/v1/admin/models/{name}/aliases/{alias}",
     response_model=AliasOut,
     responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)},
+    dependencies=[AdminRole],
 )
-async def move_alias(
-    name: str, alias: str, move: AliasMoveIn, caller: AdminDep, services: ServicesDep
-) -> AliasOut:
+async def move_alias(name: str, alias: str, move: AliasMoveIn, services: ServicesDep) -> AliasOut:
     """Point an alias at a version (promote, or roll back); the served alias swaps live.
 
     The version is verified, loaded and warmed before the swap; one that fails is refused and

@@ -8,7 +8,7 @@ import uuid
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import ReaderDep, Services, ServicesDep, SessionDep
+from service.api.deps import ReadRole, Services, ServicesDep, SessionDep
 from service.api.errors import ApiError
 from service.api.schemas import ErrorOut
 from service.db import Inspection, get_inspection
@@ -16,7 +16,7 @@ from service.images import render_overlay
 from service.inference.decode import ImageRejected, decode_strip
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["inspections"])
+router = APIRouter(tags=["inspections"], dependencies=[ReadRole])
 
 STRIP_HEADER = "X-Strip-Image"
 """``kept`` when the overlay is drawn on the received strip, ``missing`` when on neutral grey."""
@@ -27,9 +27,7 @@ STRIP_HEADER = "X-Strip-Image"
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
 )
-async def overlay(
-    caller: ReaderDep, inspection_id: uuid.UUID, session: SessionDep, services: ServicesDep
-) -> Response:
+async def overlay(inspection_id: uuid.UUID, session: SessionDep, services: ServicesDep) -> Response:
     """The strip with each class's mask in its own colour, and a legend."""
     row = await run_in_threadpool(get_inspection, session, inspection_id=inspection_id)
     if row is None:

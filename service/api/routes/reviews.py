@@ -11,15 +11,16 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from service.api.deps import ClassesDep, ReaderDep, Services, ServicesDep, SessionDep
+from service.api.deps import ClassesDep, ReaderKeyDep, ReadRole, ServicesDep, SessionDep
 from service.api.errors import ApiError
 from service.api.queries import HistoryQuery
 from service.api.schemas import ErrorOut, ReviewIn, ReviewOut
 from service.db import Inspection, get_inspection
-from service.db.reviews import add_review, corrected_masks, latest_review, reviewed
-from service.images.dataset import TrainingImage, training_tar
+from service.db.reviews import add_review, latest_review
+from service.images.dataset import training_tar
+from service.inspection import review_dataset
 
-router = APIRouter(tags=["reviews"])
+router = APIRouter(tags=["reviews"], dependencies=[ReadRole])
 
 SKIPPED_HEADER = "X-Skipped-Without-Image"
 
@@ -31,7 +32,7 @@ SKIPPED_HEADER = "X-Skipped-Without-Image"
     responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
 )
 def review(
-    caller: ReaderDep,
+    caller: ReaderKeyDep,
     inspection_id: uuid.UUID,
     verdict: ReviewIn,
     session: SessionDep,
@@ -56,7 +57,7 @@ def review(
     response_model=ReviewOut,
     responses={404: {"model": ErrorOut}},
 )
-def newest_review(caller: ReaderDep, inspection_id: uuid.UUID, session: SessionDep) -> ReviewOut:
+def newest_review(inspection_id: uuid.UUID, session: SessionDep) -> ReviewOut:
     """The newest review of an inspection."""
     _inspection(session, inspection_id)
     row = latest_review(session, inspection_id=inspection_id)
@@ -71,37 +72,22 @@ def newest_review(caller: ReaderDep, inspection_id: uuid.UUID, session: SessionD
     responses={200: {"content": {"application/x-tar": {}}}, 422: {"model": ErrorOut}},
 )
 def dataset(
-    caller: ReaderDep,
     session: SessionDep,
     services: ServicesDep,
     classes: ClassesDep,
     query: Annotated[HistoryQuery, Query()],
 ) -> StreamingResponse:
     """The reviewed inspections (filtered) whose strips are kept, with corrected masks."""
-    images, skipped = _training_images(session, services, query, classes)
+    reviewed = review_dataset(session, services.images, where=query.to_filter(classes))
     headers = {
         "Content-Disposition": 'attachment; filename="reviewed.tar"',
-        SKIPPED_HEADER: str(skipped),
+        SKIPPED_HEADER: str(reviewed.skipped),
     }
     return StreamingResponse(
-        training_tar(images, classes or {}), media_type="application/x-tar", headers=headers
+        training_tar(reviewed.images, classes or {}),
+        media_type="application/x-tar",
+        headers=headers,
     )
-
-
-def _training_images(
-    session: Session, services: Services, query: HistoryQuery, classes: dict[int, str] | None
-) -> tuple[list[TrainingImage], int]:
-    images, skipped = [], 0
-    for inspection, row in reviewed(session, where=query.to_filter(classes)):
-        kept = services.images.find(inspection_id=inspection.id, received_at=inspection.received_at)
-        if kept is None:
-            skipped += 1
-            continue
-        shape = (inspection.image_height, inspection.image_width)
-        images.append(
-            TrainingImage(str(inspection.id), kept, shape, corrected_masks(inspection, row))
-        )
-    return images, skipped
 
 
 def _inspection(session: Session, inspection_id: uuid.UUID) -> Inspection:
