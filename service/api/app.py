@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import KeyRing
@@ -16,6 +19,8 @@ from service.api.deps import Services
 from service.api.errors import install_error_handlers
 from service.api.request_log import RequestLog
 from service.api.routes import (
+    alarms,
+    coils,
     defects,
     export,
     health,
@@ -29,6 +34,8 @@ from service.api.routes import (
 )
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
+from service.events.line import LineEvents
+from service.events.mqtt import BrokerAddress, MqttPublisher
 from service.images import ImageArchive
 from service.inference.inspector import ModelSlot, ServingOptions
 from service.inspection import Recording
@@ -43,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     store = ModelStore(settings.model_store)
+    events = line_events(settings, engine)
     services = Services(
         settings=settings,
         engine=engine,
@@ -60,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             sessions,
             Spool(settings.spool_dir, key_of),
             replay_interval_s=settings.spool_replay_interval_s,
+            on_recorded=None if events is None else events.inspected,
         ),
         images=ImageArchive(
             settings.image_dir,
@@ -67,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=timedelta(days=settings.image_max_age_days),
             max_bytes=settings.image_max_bytes,
         ),
+        events=events,
     )
     app = FastAPI(
         title="Strip inspection",
@@ -78,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestLog)
     # export before inspections: /v1/inspections/export.csv is not an inspection id.
-    for module in (inspect, export, inspections, overlay, reviews, defects, models, health, ui):
+    for module in (
+        inspect, export, inspections, overlay, reviews, defects, alarms, coils, models, health, ui,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.include_router(jobs.router)
     app.mount("/ui/static", ui.assets, name="ui-static")
@@ -90,6 +102,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
     limiter = anyio.CapacityLimiter(postprocess_threads(services.settings))
     app.state.recording = Recording(services.results, services.images, limiter)
+    if services.events is not None:
+        services.events.start()
     await run_in_threadpool(services.results.start)
     if services.images.policy != "none":
         await run_in_threadpool(services.images.open)
@@ -99,8 +113,38 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         services.models.close()
         await run_in_threadpool(services.results.stop)
+        if services.events is not None:
+            await run_in_threadpool(services.events.stop)
         await run_in_threadpool(services.images.close)
         services.engine.dispose()
+
+
+def line_events(settings: Settings, engine: Engine) -> LineEvents | None:
+    """The MQTT publisher and alarm rules the settings ask for; None for neither."""
+    if settings.mqtt_url is None and not settings.alarm_rules:
+        return None
+    publisher = None
+    if settings.mqtt_url is not None:
+        address = BrokerAddress.parse(settings.mqtt_url)
+        if settings.mqtt_username is not None:
+            address = replace(address, username=settings.mqtt_username)
+        if settings.mqtt_password is not None:
+            address = replace(address, password=settings.mqtt_password)
+        client_id = (
+            settings.mqtt_client_id or f"strip-inspection-{socket.gethostname()}-{os.getpid()}"
+        )
+        publisher = MqttPublisher(
+            address,
+            client_id=client_id,
+            qos=settings.mqtt_qos,
+            outbox_size=settings.mqtt_outbox_size,
+        )
+    return LineEvents(
+        engine=engine,
+        rules=settings.alarm_rules,
+        publisher=publisher,
+        topic_prefix=settings.mqtt_topic_prefix,
+    )
 
 
 def postprocess_threads(settings: Settings) -> int:

@@ -19,6 +19,7 @@ from service.api.body import Upload, Uploads, read_upload, read_uploads
 from service.api.errors import ApiError
 from service.api.schemas import FrameQuery
 from service.config import ApiKey, Role, Settings
+from service.events.line import LineEvents
 from service.images import ImageArchive
 from service.inference.inspector import Inspector, ModelSlot
 from service.inspection import Recording
@@ -39,6 +40,8 @@ class Services:
     keys: KeyRing
     results: ResultRecorder
     images: ImageArchive
+    events: LineEvents | None = None
+    """Line events (MQTT, alarm rules); None when neither is configured."""
 
     def classes_of(self, name: str, version: int) -> dict[int, str]:
         """The defect classes (id -> name) of a model version, else of the live model, else

@@ -37,6 +37,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 UtcTime = Annotated[datetime, AfterValidator(as_utc)]
+MAX_POSITION_M = 1_000_000.0
+"""Metres: a coil is at most a few kilometres long; the bound keeps the column's values sane."""
 
 
 class StripSource(BaseModel):
@@ -47,6 +49,13 @@ class StripSource(BaseModel):
     coil_id: str | None = Id
     captured_at: UtcTime | None = Field(
         default=None, description="ISO 8601; without an offset it is taken as UTC"
+    )
+    position_m: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_POSITION_M,
+        allow_inf_nan=False,
+        description="metres from the coil's head to this strip, for the coil's map",
     )
 
 
@@ -96,6 +105,7 @@ class InspectionOut(BaseModel):
     coil_id: str | None
     captured_at: datetime | None
     received_at: datetime
+    position_m: float | None = None
     model: ModelRef
     has_defect: bool
     defects: list[DefectOut]
@@ -110,6 +120,7 @@ class InspectionOut(BaseModel):
             "coil_id": row.coil_id,
             "captured_at": row.captured_at,
             "received_at": row.received_at,
+            "position_m": row.position_m,
             "model": ModelRef(name=row.model_name, version=row.model_version),
             "has_defect": row.has_defect,
             "defects": [
@@ -368,3 +379,69 @@ class JobOut(BaseModel):
 
 class JobsOut(BaseModel):
     items: list[JobOut] = Field(description="newest first")
+
+
+class AlarmOut(BaseModel):
+    alarm_id: uuid.UUID
+    rule: str
+    line_id: str
+    class_id: int | None = Field(description="the rule's class; null: any defect")
+    count: int = Field(description="strips with the defect in the window when it fired")
+    window: dict[str, float | int] = Field(description='{"strips": n} or {"seconds": s}')
+    first_inspection_id: uuid.UUID
+    last_inspection_id: uuid.UUID
+    fired_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> AlarmOut:
+        """From a stored alarm (``service.db.models.Alarm``)."""
+        fields = {name: getattr(row, name) for name in cls.model_fields if name != "alarm_id"}
+        return cls(alarm_id=row.id, **fields)
+
+
+class AlarmPageOut(BaseModel):
+    items: list[AlarmOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next (older) page")
+
+
+class CoilSummaryOut(BaseModel):
+    coil_id: str
+    line_id: str | None
+    strips: int
+    first_received_at: datetime
+    last_received_at: datetime
+    defects: dict[str, int] = Field(description="class name -> strips with such a defect")
+
+
+class CoilListOut(BaseModel):
+    items: list[CoilSummaryOut]
+
+
+class CoilDefectOut(BaseModel):
+    class_id: int
+    class_name: str
+    area_px: int
+    bbox: tuple[int, int, int, int]
+
+
+class CoilStripOut(BaseModel):
+    inspection_id: uuid.UUID
+    frame_id: str | None
+    position_m: float | None
+    captured_at: datetime | None
+    defects: list[CoilDefectOut]
+
+
+class RollMarkOut(BaseModel):
+    class_id: int
+    pitch_m: float = Field(description="distance between recurrences: the roll's circumference")
+    occurrences: int
+    positions_m: list[float]
+
+
+class CoilOut(BaseModel):
+    coil_id: str
+    line_id: str | None
+    strips: list[CoilStripOut] = Field(description="along the coil: by position_m, else by time")
+    counts: dict[str, int] = Field(description="class name -> strips with such a defect")
+    roll_marks: list[RollMarkOut]

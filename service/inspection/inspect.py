@@ -45,6 +45,7 @@ class Frame:
     line_id: str | None = None
     coil_id: str | None = None
     captured_at: datetime | None = None
+    position_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def _postprocess_and_record(
             coil_id=frame.coil_id,
             captured_at=frame.captured_at,
             received_at=received_at,
+            position_m=frame.position_m,
             model_name=model.name,
             model_version=model.version,
             image_height=model.shape[0],

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
@@ -54,8 +55,11 @@ class ResultRecorder:
         spool: Spool,
         *,
         replay_interval_s: float,
+        on_recorded: Callable[[InspectionValues], None] | None = None,
     ) -> None:
         self.spool = spool
+        self._on_recorded = on_recorded
+        """Told of every new result once it is kept (written or spooled), never of a replay."""
         self._engine, self._sessions = engine, sessions
         self._interval = replay_interval_s
         self._down: str | None = None
@@ -128,6 +132,8 @@ class ResultRecorder:
         """Keep ``row``: ``(row, True)``, or ``(earlier, False)`` when its frame already was."""
         kept = self._keep(row)
         self._remember(kept[0])
+        if kept[1] and self._on_recorded is not None:
+            self._on_recorded(row)
         return kept
 
     def _keep(self, row: InspectionValues) -> tuple[Inspection | InspectionValues, bool]:

@@ -4,13 +4,16 @@ their length."""
 
 from __future__ import annotations
 
+import io
 import json
 import queue
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from PIL import Image
 
 from service.db import make_engine, make_session_factory, new_inspection
 from service.db.alarms import list_alarms
@@ -21,7 +24,10 @@ from service.defects import DefectValues
 from service.events.alarms import AlarmRule
 from service.events.line import LineEvents
 from service.events.mqtt import BrokerAddress, MqttPublisher
-from service.metrics import ALARMS
+from service.images.overlay import class_colour
+from service.metrics import ALARMS, MQTT_MESSAGES
+
+from .strips import BLOCK_BBOX, RAW, plain_strip, post_strip, strip_with_block
 
 T0 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
 
@@ -169,3 +175,74 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path):
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_through_the_app_strips_reach_the_broker_the_alarms_and_the_coil_map(
+    running_app, fresh_database_url: str
+) -> None:
+    prefix = f"app-{uuid.uuid4().hex[:8]}"
+    subscriber, received = subscribe(f"{prefix}/#")
+    rules = [{"name": "blocks", "class_id": 1, "count": 2, "window_strips": 3}]
+    settings = {"mqtt_url": "mqtt://127.0.0.1:1883", "mqtt_topic_prefix": prefix}
+    try:
+        with running_app(fresh_database_url, alarm_rules=rules, **settings) as client:
+            for index in range(4):
+                body = (strip_with_block() if index in (0, 2, 3) else plain_strip()).tobytes()
+                response = post_strip(
+                    client, body, RAW, frame_id=f"f{index}", line_id="L1", coil_id="C9",
+                    position_m=str(2.5 * index),
+                )  # fmt: skip
+                assert response.status_code == 200, response.text
+                assert response.json()["position_m"] == 2.5 * index
+            replay = post_strip(
+                client, plain_strip().tobytes(), RAW, frame_id="f0", line_id="L1", coil_id="C9"
+            )
+            assert replay.status_code == 200 and replay.headers.get("idempotent-replay") == "true"
+            services = client.app.state.services  # type: ignore[attr-defined]
+            assert services.events.wait_idle(10)
+            assert services.events.publisher.wait_until_drained(10)
+            ready = client.get("/readyz").json()["line_events"]
+            alarms = client.get("/v1/alarms", params={"line_id": "L1"}).json()
+            coil = client.get("/v1/coils/C9").json()
+            listing = client.get("/v1/coils", params={"line_id": "L1"}).json()
+            picture = client.get("/v1/coils/C9/map.png")
+            missing = client.get("/v1/coils/nowhere")
+            bad = client.get("/v1/alarms", params={"colour": "red"})
+        messages = [received.get(timeout=10) for _ in range(5)]
+    finally:
+        subscriber.disconnect()
+        subscriber.loop_stop()
+    assert received.empty()  # the replay was not published again
+    frames = [m[1]["frame_id"] for m in messages if m[0] == f"{prefix}/L1/cam-1/inspection"]
+    assert frames == ["f0", "f1", "f2", "f3"]
+    assert [m[1]["rule"] for m in messages if m[0] == f"{prefix}/L1/alarm"] == ["blocks"]
+    assert ready["mqtt"]["connected"] is True and ready["alarm_rules"] == 1
+    assert [(a["rule"], a["count"]) for a in alarms["items"]] == [("blocks", 2)]
+    assert [s["frame_id"] for s in coil["strips"]] == ["f0", "f1", "f2", "f3"]
+    assert [s["position_m"] for s in coil["strips"]] == [0.0, 2.5, 5.0, 7.5]
+    assert coil["strips"][0]["defects"][0]["bbox"] == BLOCK_BBOX
+    assert coil["counts"] == {coil["strips"][0]["defects"][0]["class_name"]: 3}
+    assert listing["items"][0]["coil_id"] == "C9" and listing["items"][0]["strips"] == 4
+    assert picture.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(picture.content)) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert (pixels == np.array(class_colour(1))).all(axis=2).sum() > 20
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "coil_not_found"
+    assert bad.status_code == 422
+
+
+def test_a_broker_that_is_down_never_fails_an_inspection(
+    running_app, fresh_database_url: str
+) -> None:
+    lost_before = MQTT_MESSAGES.labels("lost")._value.get()
+    closed = "mqtt://127.0.0.1:9"  # discard port: nothing listens
+    with running_app(fresh_database_url, mqtt_url=closed, mqtt_outbox_size=2) as client:
+        answers = [
+            post_strip(client, plain_strip().tobytes(), RAW, frame_id=f"d{i}").status_code
+            for i in range(5)
+        ]
+        ready = client.get("/readyz")
+    assert answers == [200] * 5
+    assert ready.status_code == 200
+    assert ready.json()["line_events"]["mqtt"]["connected"] is False
+    assert MQTT_MESSAGES.labels("lost")._value.get() - lost_before == 2  # the outbox at shutdown

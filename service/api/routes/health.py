@@ -32,6 +32,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
         "model": None if warm is None else {"name": warm.name, "version": warm.version},
         "database": _state("reachable", database),
         "spool": {**_state("writable", spool), "pending": results.spool.pending},
+        "line_events": None if services.events is None else services.events.status(),
     }
     problems = [] if warm else [f"model: {services.models.problem or 'not warmed up'}"]
     if database and spool:
