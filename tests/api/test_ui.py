@@ -1,5 +1,6 @@
 """The /ui page in a real headless browser (Debian's chromium driven by playwright): load,
-filter, open a detail, submit a review, screenshot. Every request stays on the service."""
+filter, open a detail, submit a review, see the alarms, open a coil's map and click through to
+a strip, screenshot. Every request stays on the service."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from service.store import ModelStore
 
 from .servers import serving
 from .strips import RAW, plain_strip, strip_with_block
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -54,10 +57,17 @@ def test_filter_detail_and_review_in_a_browser(model_store: ModelStore, tmp_path
         onnx_threads=1,
         spool_dir=tmp_path / "spool",
         image_dir=tmp_path / "images",
+        alarm_rules=[{"name": "any-defect", "count": 1, "window_strips": 1}],
     )
     with serving(settings) as base:
-        for body in (plain_strip(), strip_with_block()):
-            params = {"camera_id": "cam-ui", "line_id": "L1", "frame_id": uuid.uuid4().hex}
+        for position, body in enumerate((plain_strip(), strip_with_block())):
+            params = {
+                "camera_id": "cam-ui",
+                "line_id": "L1",
+                "frame_id": uuid.uuid4().hex,
+                "coil_id": "C-ui",
+                "position_m": str(4.0 * position),
+            }
             posted = httpx.post(
                 f"{base}/v1/inspect",
                 params=params,
@@ -95,6 +105,16 @@ def test_filter_detail_and_review_in_a_browser(model_store: ModelStore, tmp_path
             page.fill("[name=missed_rle]", "5 3")
             page.click("#review button[type=submit]")
             page.get_by_text("review saved by anonymous").wait_for()
+
+            page.locator("#alarms tbody tr").first.wait_for()
+            assert "any-defect" in page.locator("#alarms tbody tr").first.inner_text()
+            page.locator("#coils tbody tr[data-coil-id='C-ui']").click()
+            page.locator("#coil-map[src^='blob:']").wait_for()
+            assert page.locator("#coil-strips tbody tr").count() == 1  # the strip with a defect
+            page.locator("#coil-strips tbody tr").first.click()
+            page.wait_for_function(
+                f"document.querySelector('#detail-id').textContent === '{defective}'"
+            )
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui.png"), full_page=True)
             browser.close()

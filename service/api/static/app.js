@@ -174,6 +174,70 @@ async function submitReview(event) {
   }
 }
 
+function cells(tr, texts) {
+  for (const text of texts) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    tr.append(td);
+  }
+  return tr;
+}
+
+const utc = (time) => (time ? time.replace("T", " ").slice(0, 19) : "");
+
+function lineParams() {
+  const params = new URLSearchParams();
+  const filters = filterParams();
+  for (const name of ["line_id", "since", "until"]) {
+    if (filters.has(name)) params.set(name, filters.get(name));
+  }
+  return params;
+}
+
+async function loadCoils() {
+  const coils = await (await api(`/v1/coils?${lineParams()}&limit=20`)).json();
+  const body = $("#coils tbody");
+  body.replaceChildren();
+  for (const coil of coils.items) {
+    const defects = Object.entries(coil.defects).map(([name, n]) => `${name} ${n}`).join(", ") || "none";
+    const tr = cells(document.createElement("tr"), [coil.coil_id, coil.line_id || "", coil.strips, defects, utc(coil.last_received_at)]);
+    tr.dataset.coilId = coil.coil_id;
+    tr.addEventListener("click", () => showCoil(coil.coil_id).catch((error) => say(error.message)));
+    body.append(tr);
+  }
+}
+
+async function showCoil(coilId) {
+  const path = `/v1/coils/${encodeURIComponent(coilId)}`;
+  const coil = await (await api(path)).json();
+  document.querySelectorAll("#coils tbody tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.coilId === coilId));
+  $("#coil").hidden = false;
+  $("#coil-id").textContent = coilId;
+  $("#coil-map").src = URL.createObjectURL(await (await api(`${path}/map.png`)).blob());
+  $("#coil-roll-marks").textContent = coil.roll_marks.length
+    ? `Suspected roll marks: ${coil.roll_marks.map((m) => `${classes[m.class_id] || m.class_id} every ${m.pitch_m} m (${m.occurrences} times)`).join("; ")}`
+    : "No repeating defect.";
+  const body = $("#coil-strips tbody");
+  body.replaceChildren();
+  for (const strip of coil.strips.filter((s) => s.defects.length)) {
+    const defects = strip.defects.map((d) => `${d.class_name} (${d.area_px})`).join(", ");
+    const tr = cells(document.createElement("tr"), [strip.position_m ?? "", strip.frame_id || "", defects]);
+    tr.dataset.id = strip.inspection_id;
+    tr.addEventListener("click", () => showDetail(strip.inspection_id).catch((error) => say(error.message)));
+    body.append(tr);
+  }
+}
+
+async function loadAlarms() {
+  const alarms = await (await api(`/v1/alarms?${lineParams()}&limit=20`)).json();
+  const body = $("#alarms tbody");
+  body.replaceChildren();
+  for (const alarm of alarms.items) {
+    const window = alarm.window.strips ? `${alarm.count} of ${alarm.window.strips}` : `${alarm.count} in ${alarm.window.seconds} s`;
+    body.append(cells(document.createElement("tr"), [utc(alarm.fired_at), alarm.rule, alarm.line_id, alarm.class_id === null ? "any" : (classes[alarm.class_id] || alarm.class_id), window]));
+  }
+}
+
 async function loadClasses() {
   const models = await (await api("/v1/models")).json();
   const live = models.live && models.models.find((m) => m.name === models.live.name);
@@ -187,7 +251,7 @@ async function loadClasses() {
 async function refresh() {
   say("");
   try {
-    await Promise.all([loadPage(), loadTrend()]);
+    await Promise.all([loadPage(), loadTrend(), loadCoils(), loadAlarms()]);
   } catch (error) {
     say(error.message);
   }
