@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint bench bench-neu bench-mt baseline clean
+.PHONY: install run test test-fast lint bench bench-neu bench-mt baseline clean
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ run: install
 test: install
 	$(VENV)/bin/ruff check service tests benchmarks
 	$(PY) -m pytest -q
+
+# The quick loop while editing: every test that needs no torch (no nets, training or
+# compression), no browser and no other process. `make test` runs everything, as CI does.
+test-fast: install
+	$(VENV)/bin/ruff check service tests benchmarks
+	$(PY) -m pytest -q -m "not (torch or browser or subprocess or slow)"
 
 lint: install
 	$(VENV)/bin/ruff check service tests benchmarks

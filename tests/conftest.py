@@ -1,14 +1,34 @@
+"""Fixtures every part of the suite shares: the real data, synthetic strips, and the tiny models
+(tests/tiny_models.py says what each one is).
+
+The committed models (``model_store``) need no torch; the trained one (``tiny_run``,
+``source_store``) does, and every test that uses it is marked ``training`` (and ``torch``).
+"""
+
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from service.store import ModelStore
+from tests.tiny_models import publish_committed, publish_tiny, train_tiny
 
-TINY_SOURCE_MODEL = "tiny"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TRAINING_FIXTURES = {"tiny_run", "source_store"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``training`` every test that trains or prunes ``tiny`` (it uses one of
+    TRAINING_FIXTURES), and ``torch`` those and every test whose module imports torch."""
+    for item in items:
+        training = bool(TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if training:
+            item.add_marker(pytest.mark.training)
+        if training or getattr(getattr(item, "module", None), "torch", None) is not None:
+            item.add_marker(pytest.mark.torch)
 
 
 @pytest.fixture(scope="session")
@@ -29,63 +49,36 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def source_store(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
-    """A store holding a 1-epoch width-0.125 U-Net trained on ``synthetic_root`` as ``tiny`` v1
-    (weights and ONNX), alias production: the source the compression and job tests prune.
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
+    """The committed models ``probe`` and ``unet-tiny``, v1 each, alias production."""
+    return publish_committed(tmp_path_factory.mktemp("model_store"))
 
-    Published directly rather than with publish_run, whose tuning and latency runs these tests
-    do not need. Tests that publish work on a copy of it.
-    """
+
+@pytest.fixture(scope="session")
+def tiny_run(
+    synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[int], Path]:
+    """``tiny_run(epochs)``: the run folder of ``tiny`` trained on ``synthetic_root`` for that
+    many epochs, trained once per session for each number. Shared: copy it before changing it."""
     pytest.importorskip("torch")
+    runs: dict[int, Path] = {}
+
+    def run(epochs: int) -> Path:
+        if epochs not in runs:
+            out_dir = tmp_path_factory.mktemp(f"tiny-{epochs}-epochs") / "run"
+            runs[epochs] = train_tiny(synthetic_root, out_dir, epochs=epochs)
+        return runs[epochs]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def source_store(
+    tiny_run: Callable[[int], Path], tmp_path_factory: pytest.TempPathFactory
+) -> ModelStore:
+    """A store holding ``tiny`` v1 (weights and ONNX) after one epoch, alias production: the
+    source the compression and job tests prune. Tests that publish work on a copy of it."""
     pytest.importorskip("torch_pruning")
-    from safetensors.torch import load_file
-
-    from service.data.synthetic import SYNTHETIC_CLASSES
-    from service.nets import Architecture, build_model, count_params_and_macs
-    from service.store import (
-        ArchitectureSpec,
-        ClassPostprocess,
-        DefectClassSpec,
-        InputSpec,
-        Lineage,
-        ManifestDraft,
-        Metrics,
-    )
-    from service.training.export import export_onnx
-    from service.training.publish import ONNX_FILE, WEIGHTS_FILE
-    from service.training.train import BEST_WEIGHTS_FILE, RUN_FILE, TrainConfig, train
-
-    run_dir = tmp_path_factory.mktemp("source") / "run"
-    config = TrainConfig(
-        dataset=str(synthetic_root),
-        out_dir=run_dir,
-        width_multiplier=0.125,
-        epochs=1,
-        batch_size=4,
-        crop=(128, 256),
-        lr=3e-3,
-        device="cpu",
-        progress=False,
-    )
-    train(config)
-    run = json.loads((run_dir / RUN_FILE).read_text())
-    model = build_model(Architecture.from_dict(run["architecture"]))
-    model.load_state_dict(load_file(str(run_dir / BEST_WEIGHTS_FILE)))
-    spec = InputSpec.model_validate(run["input"])
-    export_onnx(model, spec, run_dir / ONNX_FILE)
-    params, macs = count_params_and_macs(model, spec.height, spec.width)
-    draft = ManifestDraft(
-        classes=[DefectClassSpec(id=c.id, name=c.name) for c in SYNTHETIC_CLASSES],
-        input=spec,
-        postprocess=[
-            ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in SYNTHETIC_CLASSES
-        ],
-        architecture=ArchitectureSpec(**run["architecture"]),
-        metrics=Metrics(params=params, macs=macs),
-        lineage=Lineage(method="train", settings=config.to_json()),
-    )
     store = ModelStore(tmp_path_factory.mktemp("store"))
-    files = {WEIGHTS_FILE: run_dir / BEST_WEIGHTS_FILE, ONNX_FILE: run_dir / ONNX_FILE}
-    manifest = store.publish(TINY_SOURCE_MODEL, draft, files)
-    store.set_alias(TINY_SOURCE_MODEL, "production", manifest.version)
+    publish_tiny(tiny_run(1), store)
     return store

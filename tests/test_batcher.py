@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,20 +12,40 @@ from prometheus_client import REGISTRY
 
 from service.inference.batcher import Batcher
 
+GUARD_S = 30.0
+"""How long a test waits for something that must happen: only so that a broken batcher fails
+the test instead of hanging it. Nothing here measures time."""
+
 
 class Recorder:
-    """A stand-in session: doubles the batch and remembers each batch's size and thread."""
+    """A stand-in session: doubles the batch and remembers each batch's size and thread.
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    Each run reports its size on ``started`` as it begins. With ``hold``, a run waits for the
+    event before it ends, so the test decides when; with ``together``, runs wait at the barrier
+    for each other, so it breaks (and the run fails) unless that many run at the same time.
+    """
+
+    def __init__(
+        self, hold: threading.Event | None = None, together: threading.Barrier | None = None
+    ) -> None:
         self.sizes: list[int] = []
         self.threads: set[str] = set()
-        self.delay_s = delay_s
+        self.started: queue.Queue[int] = queue.Queue()
+        self.hold, self.together = hold, together
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.sizes.append(len(batch))
         self.threads.add(threading.current_thread().name)
-        time.sleep(self.delay_s)
+        self.started.put(len(batch))
+        if self.together is not None:
+            self.together.wait(GUARD_S)
+        if self.hold is not None and not self.hold.wait(GUARD_S):
+            raise TimeoutError("the test never let this run end")
         return batch * 2.0
+
+    async def next_start(self) -> int:
+        """The size of the next run to begin, once it has begun."""
+        return await asyncio.to_thread(self.started.get, timeout=GUARD_S)
 
 
 def _batcher(run: Recorder, max_batch: int = 4, max_wait_s: float = 0.002) -> Batcher:
@@ -36,6 +56,12 @@ def _plane(value: float) -> np.ndarray:
     return np.full((1, 2, 3), value, dtype=np.float32)
 
 
+async def _yield_to_the_loop(times: int = 10) -> None:
+    """Let every task that can run take its turn (the collector included); no time passes."""
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
 def test_concurrent_strips_share_runs_and_get_their_own_logits() -> None:
     run = Recorder()
 
@@ -44,7 +70,11 @@ def test_concurrent_strips_share_runs_and_get_their_own_logits() -> None:
         results = await asyncio.gather(*(batcher.submit(_plane(i)) for i in range(5)))
         for index, result in enumerate(results):
             np.testing.assert_array_equal(result.logits, _plane(index) * 2.0)
-        assert all(r.queue_ms >= 0 and r.inference_ms >= 0 for r in results)
+        first, second, third = results[0:2], results[2:4], results[4]
+        # A batch's strips share its run; the last strip waited through both runs before it.
+        assert first[0].inference_ms == first[1].inference_ms
+        assert second[0].inference_ms == second[1].inference_ms
+        assert third.queue_ms >= first[0].inference_ms + second[0].inference_ms
 
     asyncio.run(main())
     assert run.sizes == [2, 2, 1]
@@ -52,91 +82,110 @@ def test_concurrent_strips_share_runs_and_get_their_own_logits() -> None:
 
 
 def test_a_lone_strip_does_not_wait_for_company() -> None:
-    async def main() -> float:
-        batcher = _batcher(Recorder(), max_wait_s=5.0)
-        start = time.perf_counter()
-        await batcher.submit(_plane(1))
-        return time.perf_counter() - start
+    run = Recorder()
 
-    assert asyncio.run(main()) < 1.0
+    async def main() -> None:
+        batcher = _batcher(run, max_wait_s=3600.0)
+        task = asyncio.create_task(batcher.submit(_plane(1)))
+        assert await run.next_start() == 1  # it ran alone, long before its hour was up
+        await task
+
+    asyncio.run(main())
 
 
 def test_announced_strips_are_waited_for_up_to_the_deadline() -> None:
     run = Recorder()
 
-    async def late(batcher: Batcher, delay_s: float) -> None:
+    async def late(batcher: Batcher, decoded: asyncio.Event) -> None:
         with batcher.announce():
-            await asyncio.sleep(delay_s)  # e.g. still decoding
+            await decoded.wait()  # e.g. still decoding
         await batcher.submit(_plane(2))
 
-    async def main(max_wait_s: float, delay_s: float) -> None:
-        batcher = _batcher(run, max_wait_s=max_wait_s)
-        task = asyncio.create_task(late(batcher, delay_s))
+    async def waited_for() -> None:
+        batcher = _batcher(run, max_wait_s=3600.0)
+        decoded = asyncio.Event()
+        task = asyncio.create_task(late(batcher, decoded))
         await asyncio.sleep(0)  # the late one announces itself first
-        await batcher.submit(_plane(1))
-        await task
+        first = asyncio.create_task(batcher.submit(_plane(1)))
+        await _yield_to_the_loop()  # the batch forms and waits
+        decoded.set()
+        await asyncio.wait_for(asyncio.gather(first, task), GUARD_S)
 
-    asyncio.run(main(max_wait_s=2.0, delay_s=0.05))
+    async def given_up_on() -> None:
+        batcher = _batcher(run, max_wait_s=0.01)
+        decoded = asyncio.Event()
+        task = asyncio.create_task(late(batcher, decoded))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(batcher.submit(_plane(1)), GUARD_S)  # ran at the deadline
+        decoded.set()  # only now does the late one arrive
+        await asyncio.wait_for(task, GUARD_S)
+
+    asyncio.run(waited_for())
     assert run.sizes == [2]
     run.sizes.clear()
-    asyncio.run(main(max_wait_s=0.01, delay_s=0.3))
+    asyncio.run(given_up_on())
     assert run.sizes == [1, 1]
 
 
 @pytest.mark.parametrize("max_runs", [1, 2])
 def test_up_to_max_runs_batches_run_at_the_same_time(max_runs: int) -> None:
-    run = Recorder(delay_s=0.2)
+    inside, most, lock = [0], [0], threading.Lock()
 
-    async def main() -> float:
+    class Counting(Recorder):
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            try:
+                return super().__call__(batch)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+    # The barrier holds each run until max_runs of them are running.
+    run = Counting(together=threading.Barrier(max_runs))
+
+    async def main() -> None:
         batcher = Batcher(run, max_batch=1, max_wait_s=0.0, model="m", version=1, max_runs=max_runs)
-        start = time.perf_counter()
         results = await asyncio.gather(*(batcher.submit(_plane(i)) for i in range(4)))
         for index, result in enumerate(results):
             np.testing.assert_array_equal(result.logits, _plane(index) * 2.0)
-        return time.perf_counter() - start
 
-    elapsed = asyncio.run(main())
+    asyncio.run(main())
     assert run.sizes == [1, 1, 1, 1]
     assert len(run.threads) == max_runs
-    # Four runs of 0.2 s: 0.8 s one at a time, 0.4 s two at a time.
-    assert 0.8 / max_runs - 0.05 < elapsed < 0.8 / max_runs + 0.3
+    assert most[0] == max_runs
 
 
 def test_a_batch_starts_beside_a_running_one_only_with_half_a_batch_waiting() -> None:
-    run = Recorder(delay_s=0.3)
+    run = Recorder(hold=threading.Event())
 
     async def main() -> None:
         batcher = Batcher(run, max_batch=4, max_wait_s=0.0, model="m", version=1, max_runs=2)
         tasks = [asyncio.create_task(batcher.submit(_plane(0)))]
-        await asyncio.sleep(0.05)
+        assert await run.next_start() == 1
         tasks.append(asyncio.create_task(batcher.submit(_plane(1))))
-        await asyncio.sleep(0.05)
-        assert run.sizes == [1]  # one strip waiting: it waits for the running batch
+        await _yield_to_the_loop()  # one strip waiting: it waits for the running batch
         tasks.append(asyncio.create_task(batcher.submit(_plane(2))))
-        await asyncio.sleep(0.05)
-        assert run.sizes == [1, 2]  # two waiting (half of 4): they start beside it
-        await asyncio.gather(*tasks)
+        assert await run.next_start() == 2  # two waiting (half of 4): they start beside it
+        run.hold.set()  # type: ignore[union-attr]
+        await asyncio.wait_for(asyncio.gather(*tasks), GUARD_S)
 
     asyncio.run(main())
+    assert run.sizes == [1, 2]
 
 
 def test_the_event_loop_keeps_running_during_a_session_run() -> None:
-    async def main() -> int:
-        batcher = _batcher(Recorder(delay_s=0.3))
-        ticks = 0
+    run = Recorder(hold=threading.Event())
 
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
+    async def main() -> None:
+        batcher = _batcher(run)
+        task = asyncio.create_task(batcher.submit(_plane(1)))
+        await run.next_start()
+        run.hold.set()  # type: ignore[union-attr]  # the loop ran this while the run waited
+        await asyncio.wait_for(task, GUARD_S)
 
-        task = asyncio.create_task(ticker())
-        await batcher.submit(_plane(1))
-        task.cancel()
-        return ticks
-
-    assert asyncio.run(main()) >= 10
+    asyncio.run(main())
 
 
 def test_a_failed_run_fails_every_strip_of_its_batch_and_no_other() -> None:
@@ -159,7 +208,7 @@ def test_a_failed_run_fails_every_strip_of_its_batch_and_no_other() -> None:
 
 
 def test_a_retired_batcher_finishes_its_queue_and_still_serves_late_strips() -> None:
-    run = Recorder(delay_s=0.05)
+    run = Recorder()
 
     async def main() -> None:
         batcher = _batcher(run)
@@ -167,8 +216,9 @@ def test_a_retired_batcher_finishes_its_queue_and_still_serves_late_strips() -> 
         await asyncio.sleep(0)
         batcher.retire()
         await asyncio.gather(*pending)
-        await asyncio.sleep(0.05)
-        assert batcher._collector is not None and batcher._collector.done()
+        assert batcher._collector is not None
+        ended, _ = await asyncio.wait({batcher._collector}, timeout=GUARD_S)
+        assert ended, "the retired batcher's collector went on after its queue was empty"
         late = await batcher.submit(_plane(9))  # took the version just before it was replaced
         np.testing.assert_array_equal(late.logits, _plane(9) * 2.0)
 
@@ -200,43 +250,40 @@ def _laned(wide: Recorder, lane: Recorder, max_batch: int = 4) -> Batcher:
 
 
 def test_a_lone_batch_runs_on_every_thread_and_batches_with_company_in_lanes() -> None:
-    wide, lane = Recorder(delay_s=0.2), Recorder(delay_s=0.2)
+    # The two lane runs wait for each other: they must run at the same time.
+    wide, lane = Recorder(), Recorder(together=threading.Barrier(2))
 
-    async def main() -> float:
+    async def main() -> None:
         batcher = _laned(wide, lane)
         await batcher.submit(_plane(0))  # nothing else pending: every thread
-        start = time.perf_counter()
         results = await asyncio.gather(*(batcher.submit(_plane(i)) for i in range(1, 6)))
         for index, result in enumerate(results, start=1):
             np.testing.assert_array_equal(result.logits, _plane(index) * 2.0)
-        return time.perf_counter() - start
 
     runs = REGISTRY.get_sample_value
     labels = {"model": "laned", "version": "1"}
     before = {name: runs(RUNS, labels | {"session": name}) or 0.0 for name in SESSIONS}
-    elapsed = asyncio.run(main())
+    asyncio.run(main())
     assert wide.sizes == [1]
     # Four with one more waiting: a lane; the fifth at once in the other lane, beside it.
-    assert lane.sizes == [4, 1]
-    assert elapsed < 0.35
+    assert sorted(lane.sizes) == [1, 4]
     after = {name: runs(RUNS, labels | {"session": name}) for name in SESSIONS}
     assert {name: after[name] - before[name] for name in SESSIONS} == {"every_thread": 1, "lane": 2}
 
 
 def test_a_lane_batch_starts_beside_one_on_every_thread_only_with_half_a_batch_waiting() -> None:
-    wide, lane = Recorder(delay_s=0.3), Recorder()
+    wide, lane = Recorder(hold=threading.Event()), Recorder()
 
     async def main() -> None:
         batcher = _laned(wide, lane)
         tasks = [asyncio.create_task(batcher.submit(_plane(0)))]
-        await asyncio.sleep(0.05)
+        assert await wide.next_start() == 1
         tasks.append(asyncio.create_task(batcher.submit(_plane(1))))
-        await asyncio.sleep(0.05)
-        assert lane.sizes == []  # one strip waiting beside a run on every thread: it waits
+        await _yield_to_the_loop()  # one strip waiting beside a run on every thread: it waits
         tasks.append(asyncio.create_task(batcher.submit(_plane(2))))
-        await asyncio.sleep(0.05)
-        assert lane.sizes == [2]  # half a batch: it starts in a lane
-        await asyncio.gather(*tasks)
+        assert await lane.next_start() == 2  # half a batch: it starts in a lane
+        wide.hold.set()  # type: ignore[union-attr]
+        await asyncio.wait_for(asyncio.gather(*tasks), GUARD_S)
 
     asyncio.run(main())
-    assert wide.sizes == [1]
+    assert (wide.sizes, lane.sizes) == ([1], [2])

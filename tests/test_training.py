@@ -4,6 +4,8 @@ writes a version whose ONNX export matches torch and whose weights rebuild the n
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,63 +13,38 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service.data.synthetic import generate_synthetic  # noqa: E402
 from service.evaluation.run import evaluate  # noqa: E402
 from service.inference.runtime import OnnxSegmenter  # noqa: E402
 from service.store import ModelStore  # noqa: E402
 from service.training.publish import ONNX_FILE, load_version_model, publish_run  # noqa: E402
-from service.training.train import TrainConfig, train  # noqa: E402
+from service.training.train import train  # noqa: E402
+from tests.tiny_models import tiny_train_config  # noqa: E402
+
+EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate_synthetic(tmp_path_factory.mktemp("synthetic"), n=16, seed=3, progress=False)
-
-
-@pytest.fixture(scope="module")
-def trained_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run") / "run"
-    config = TrainConfig(
-        dataset=str(synthetic_root),
-        out_dir=out,
-        width_multiplier=0.125,
-        epochs=3,
-        batch_size=4,
-        crop=(128, 256),
-        lr=3e-3,
-        device="cpu",
-        progress=False,
-    )
-    train(config)
-    return out
+def trained_run(tiny_run: Callable[[int], Path]) -> Path:
+    return tiny_run(EPOCHS)
 
 
 def test_training_lowers_the_loss_and_writes_the_run(trained_run: Path) -> None:
     run = json.loads((trained_run / "run.json").read_text())
     losses = [epoch["train_loss"] for epoch in run["history"]]
-    assert len(losses) == 3
+    assert len(losses) == EPOCHS
     assert losses[-1] < losses[0]
     assert (trained_run / "best.safetensors").is_file()
     assert run["architecture"]["family"] == "unet"
 
 
 def test_existing_run_needs_resume_and_resume_continues(
-    trained_run: Path, synthetic_root: Path
+    trained_run: Path, synthetic_root: Path, tmp_path: Path
 ) -> None:
-    base = dict(
-        dataset=str(synthetic_root),
-        out_dir=trained_run,
-        width_multiplier=0.125,
-        batch_size=4,
-        crop=(128, 256),
-        lr=3e-3,
-        device="cpu",
-        progress=False,
-    )
+    run = shutil.copytree(trained_run, tmp_path / "run")
     with pytest.raises(FileExistsError, match="--resume"):
-        train(TrainConfig(epochs=4, **base))
-    result = train(TrainConfig(epochs=4, resume=True, **base))
-    assert [epoch["epoch"] for epoch in result.history] == [1, 2, 3, 4]
+        train(tiny_train_config(synthetic_root, run, epochs=EPOCHS + 1))
+    result = train(tiny_train_config(synthetic_root, run, epochs=EPOCHS + 1, resume=True))
+    assert [epoch["epoch"] for epoch in result.history] == list(range(1, EPOCHS + 2))
 
 
 def test_publish_exports_onnx_with_parity_and_rebuilds(trained_run: Path, tmp_path: Path) -> None:

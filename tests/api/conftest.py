@@ -1,4 +1,5 @@
-"""Fixtures for the API tests: tiny published models, SQLite and Postgres databases, the app.
+"""Fixtures for the API tests: SQLite and Postgres databases and the app, serving the committed
+tiny models (``model_store``, tests/conftest.py).
 
 Every test that takes ``client`` runs twice, against SQLite and against a fresh Postgres
 schema (CI runs Postgres for real: without it, CI=true fails, elsewhere it skips).
@@ -18,8 +19,6 @@ import pytest
 from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
-pytest.importorskip("torch")  # the test models are built and exported with torch
-
 with warnings.catch_warnings():
     # Starlette suggests httpx2 for its TestClient; httpx is what this project installs.
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -32,18 +31,11 @@ from service.db.migrate import upgrade
 from service.db.models import DefectHour, InspectionHour
 from service.store import ModelStore
 
-from .tiny_models import publish_test_models
-
 POSTGRES_CANDIDATES = tuple(
     f"postgresql+psycopg://{user}@127.0.0.1:5432/test" for user in ("postgres", "root")
 )
 
 AppFactory = Callable[..., AbstractContextManager[TestClient]]
-
-
-@pytest.fixture(scope="session")
-def model_store(tmp_path_factory: pytest.TempPathFactory) -> ModelStore:
-    return publish_test_models(tmp_path_factory.mktemp("model_store"))
 
 
 def _reachable_postgres() -> tuple[str | None, str]:

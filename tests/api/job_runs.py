@@ -1,4 +1,5 @@
-"""What the job tests share: a small job request, its data and store, fast workers, waiting."""
+"""What the job tests share: a small job request, its data and store, the job API, fast workers,
+waiting. Importing it needs no torch; running a worker does."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.jobs.worker import Worker, WorkerOptions
 from service.store import ModelStore
+
+if TYPE_CHECKING:
+    from service.jobs.worker import Worker
 
 T = TypeVar("T")
 
+JOBS = "/v1/admin/jobs"
 DATASET = "synthetic"
 TINY_JOB: dict[str, Any] = {
     "source": {"model": "tiny", "version": 1},
@@ -52,10 +57,24 @@ def worker(
     data_root: Path,
     worker_id: str = "test-worker",
 ) -> Worker:
+    from service.jobs.worker import Worker, WorkerOptions
+
     options = WorkerOptions(
         worker_id=worker_id, jobs_dir=jobs_dir, data_root=data_root, latency_repeats=1, **FAST
     )
     return Worker(sessions, store, options)
+
+
+def post_job(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post(JOBS, json=body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def get_job(client: TestClient, job_id: str) -> dict[str, Any]:
+    response = client.get(f"{JOBS}/{job_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:

@@ -11,7 +11,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from .tiny_models import HEIGHT, WIDTH
+from tests.tiny_models import HEIGHT, WIDTH
 
 MEDIA = {"PNG": "image/png", "JPEG": "image/jpeg", "BMP": "image/bmp", "TIFF": "image/tiff"}
 RAW = "application/octet-stream"

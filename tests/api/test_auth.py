@@ -149,6 +149,7 @@ def test_probes_and_metrics_stay_open(keyed: TestClient) -> None:
         assert keyed.get(path).status_code == 200, path
 
 
+@pytest.mark.subprocess
 def test_hash_key_prints_the_entry_the_app_accepts() -> None:
     key = secrets.token_urlsafe(32)
     result = _run_cli(["hash-key", "--name", "line-3-gateway", "--role", "inspect"], key + "\n")
@@ -158,12 +159,14 @@ def test_hash_key_prints_the_entry_the_app_accepts() -> None:
     assert KeyRing([entry]).authorize(f"Bearer {key}", "inspect") == entry
 
 
+@pytest.mark.subprocess
 def test_hash_key_refuses_a_guessable_key() -> None:
     result = _run_cli(["hash-key", "--name", "n", "--role", "read"], "hunter2\n")
     assert result.returncode == 2
     assert "at least 32" in result.stderr and "token_urlsafe" in result.stderr
 
 
+@pytest.mark.subprocess
 def test_serve_refuses_a_public_address_without_keys() -> None:
     result = _run_cli(["serve", "--host", "0.0.0.0", "--port", "0"])
     assert result.returncode == 2

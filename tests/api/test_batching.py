@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -153,23 +152,26 @@ def test_queue_and_batch_metrics_are_labelled_by_model_and_version(client: TestC
 def test_postprocess_threads_bounds_the_strips_finished_at_once(
     running_app: AppFactory, sqlite_url: str, threads: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.api.routes import inspect as routes
+    from service.inspection import inspect as inspection
 
-    finish = routes._conclude_and_record
+    finish = inspection._postprocess_and_record
     lock, busy, most = threading.Lock(), [0], [0]
+    # Each strip waits here until `threads` of them are finishing at once: with fewer threads
+    # the barrier breaks and the strips fail; with more, `most` shows it.
+    together = threading.Barrier(threads, timeout=30)
 
     def counting(*args: object) -> object:
         with lock:
             busy[0] += 1
             most[0] = max(most[0], busy[0])
         try:
-            time.sleep(0.05)  # long enough for every strip of the batch to be waiting
+            together.wait()
             return finish(*args)  # type: ignore[arg-type]
         finally:
             with lock:
                 busy[0] -= 1
 
-    monkeypatch.setattr(routes, "_conclude_and_record", counting)
+    monkeypatch.setattr(inspection, "_postprocess_and_record", counting)
     with running_app(sqlite_url, postprocess_threads=threads, max_wait_ms=1000) as client:
         files = [("image", (f"s{i}", strip_with_block().tobytes(), RAW)) for i in range(6)]
         response = client.post("/v1/inspect/batch", params={"camera_id": "c"}, files=files)

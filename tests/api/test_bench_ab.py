@@ -5,9 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from benchmarks.ab import bench_ab, build_parser
+import pytest
+
+from benchmarks.ab import bench_ab
 from service.config import Settings
 from service.store import ModelStore
+
+pytestmark = pytest.mark.subprocess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -16,16 +20,6 @@ def _worktrees() -> str:
     return subprocess.run(
         ["git", "-C", str(REPO), "worktree", "list"], check=True, capture_output=True, text=True
     ).stdout
-
-
-def test_options() -> None:
-    args = build_parser().parse_args(["main", "HEAD", "--rounds", "4"])
-    assert (args.a, args.b, args.rounds, args.body) == (
-        "main",
-        "HEAD",
-        4,
-        "raw",
-    )
 
 
 def test_two_refs_are_served_and_compared_round_by_round(

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service import rle
+from tests.tiny_models import HEIGHT, WIDTH
 
 from .strips import BLOCK, BLOCK_BBOX, MEDIA, encode, plain_strip, strip_with_block
-from .tiny_models import HEIGHT, WIDTH
 
 BATCH = "/v1/inspect/batch"
 

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from service.api.body import read_upload
 from service.api.errors import ApiError
 from service.store import ModelStore
+from tests.tiny_models import HEIGHT, WIDTH
 
 from .conftest import AppFactory
 from .strips import MEDIA, RAW, encode, plain_strip, png_declaring, post_strip
-from .tiny_models import HEIGHT, WIDTH
 
 PNG = MEDIA["PNG"]
 # As in production (service.inference.decode sets it), not pytest's default of showing it.

@@ -20,6 +20,8 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
+pytest.importorskip("torch")  # the workers it runs prune and fine-tune with torch
+
 from service.db import make_engine, make_session_factory
 from service.db.migrate import upgrade
 from service.db.models import Job, JobEvent
@@ -29,6 +31,8 @@ from service.jobs.request import JobRequest, check_request
 from service.store import ModelStore
 
 from .job_runs import DATASET, FAST, TINY_JOB, job_data_root, job_store, wait_for, worker
+
+pytestmark = pytest.mark.subprocess
 
 Sessions = sessionmaker[Session]
 

@@ -7,7 +7,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from service.store import ModelStore
+
+pytestmark = pytest.mark.subprocess
 
 SCRIPT = textwrap.dedent(
     """

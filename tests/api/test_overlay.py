@@ -144,18 +144,26 @@ def test_find_waits_for_its_own_strip_only(tmp_path: Path, monkeypatch: pytest.M
     written, stalled = uuid.uuid4(), uuid.uuid4()
     _offer(archive, written, now)
     assert archive.find(inspection_id=written, received_at=now) is not None
-    disk_back, keep = threading.Event(), archive.keep
+    writing, disk_back, keep = threading.Event(), threading.Event(), archive.keep
 
-    def slow_keep(**strip: Any) -> None:
-        disk_back.wait()  # a disk that stalls on this write
+    def stalled_keep(**strip: Any) -> None:
+        writing.set()
+        disk_back.wait()  # a disk that stalls on this write until the test says otherwise
         keep(**strip)
 
-    monkeypatch.setattr(archive, "keep", slow_keep)
+    monkeypatch.setattr(archive, "keep", stalled_keep)
     _offer(archive, stalled, now)
-    threading.Timer(1.5, disk_back.set).start()  # the disk comes back in 1.5 s
-    started = time.monotonic()
-    assert archive.find(inspection_id=written, received_at=now) is not None
-    assert time.monotonic() - started < 0.75  # not held up by the stalled strip's write
+    assert writing.wait(30)
+    found: list[object] = []
+    finder = threading.Thread(
+        target=lambda: found.append(archive.find(inspection_id=written, received_at=now))
+    )
+    try:
+        finder.start()
+        finder.join(timeout=30)  # only so that a find that waits for the disk fails, not hangs
+        assert found and found[0] is not None, "find waited for another strip's write"
+    finally:
+        disk_back.set()
     kept = archive.find(inspection_id=stalled, received_at=now)  # waits for its own write
     assert kept is not None and kept.read() == stalled.bytes
     archive.close()

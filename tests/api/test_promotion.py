@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from .servers import serving
 from .strips import RAW, plain_strip, post_strip
 
 PROMOTE = "/v1/admin/models/probe/aliases/production"
+PER_MOVE = 5
+"""Answers the load test waits for from each version it promotes, before the next move."""
 
 
 @pytest.fixture()
@@ -169,6 +170,7 @@ def test_no_request_fails_while_promoting_under_concurrent_load(
     )
     body = plain_strip().tobytes()
     outcomes: Counter[tuple[int, int | None]] = Counter()
+    answered = threading.Condition()
     stop = threading.Event()
 
     def gateway(base: str, index: int) -> None:
@@ -181,23 +183,33 @@ def test_no_request_fails_while_promoting_under_concurrent_load(
                     headers={"content-type": RAW},
                 )
                 version = response.json()["model"]["version"] if response.is_success else None
-                outcomes[response.status_code, version] += 1
+                with answered:
+                    outcomes[response.status_code, version] += 1
+                    answered.notify_all()
+
+    def served(version: int, since: int) -> None:
+        """Wait until the gateways have had PER_MOVE more answers from ``version``."""
+        with answered:
+            assert answered.wait_for(
+                lambda: outcomes[200, version] >= since + PER_MOVE, timeout=60
+            ), f"v{version} did not serve the load: {outcomes}"
 
     with serving(settings) as base:
         gateways = [threading.Thread(target=gateway, args=(base, i)) for i in range(4)]
         for thread in gateways:
             thread.start()
         try:
+            served(1, since=0)
             with httpx.Client(base_url=base, timeout=60) as admin:
                 for version in (2, 1, 2, 1, 2, 1):
-                    time.sleep(0.15)
+                    with answered:
+                        since = outcomes[200, version]
                     moved = admin.post(PROMOTE, json={"version": version})
                     assert moved.status_code == 200, moved.text
-            time.sleep(0.15)
+                    served(version, since)  # the load goes on, on the version just promoted
         finally:
             stop.set()
             for thread in gateways:
                 thread.join(timeout=30)
     assert {status for status, _ in outcomes} == {200}, outcomes
     assert {version for _, version in outcomes} == {1, 2}
-    assert sum(outcomes.values()) > 50

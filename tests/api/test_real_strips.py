@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service import rle
+from tests.tiny_models import BRIGHT, DARK, HEIGHT, WIDTH
 
 from .conftest import AppFactory
 from .strips import encode, post_strip
-from .tiny_models import BRIGHT, DARK, HEIGHT, WIDTH
 
 pytestmark = pytest.mark.needs_shared
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 
-from service.api import create_app
 from service.config import Settings
-from service.db.migrate import upgrade
 from service.store import ModelStore
+
+from .servers import serving
 
 
 @pytest.fixture()
 def server(model_store: ModelStore, sqlite_url: str, tmp_path: Path) -> Iterator[int]:
-    upgrade(sqlite_url)
+    """The port of the app under uvicorn, with a 100 KB body limit."""
     settings = Settings(
         _env_file=None,
         model_store=model_store.root,
@@ -29,18 +27,10 @@ def server(model_store: ModelStore, sqlite_url: str, tmp_path: Path) -> Iterator
         warmup_runs=1,
         spool_dir=tmp_path / "spool",
     )
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield port
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings) as base:
+        port = urlsplit(base).port
+        assert port is not None
+        yield port
 
 
 def test_oversized_chunked_body_is_refused_before_it_ends(server: int) -> None:
