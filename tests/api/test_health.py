@@ -26,6 +26,7 @@ def test_ready_when_the_model_is_warm_and_the_database_answers(client: TestClien
         "model": {"name": "probe", "version": 1},
         "database": {"reachable": True},
         "spool": {"writable": True, "pending": 0},
+        "line_events": None,  # neither MQTT_URL nor ALARM_RULES set
     }
 
 
