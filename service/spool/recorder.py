@@ -137,6 +137,9 @@ class ResultRecorder:
         return kept
 
     def _keep(self, row: InspectionValues) -> tuple[Inspection | InspectionValues, bool]:
+        spooled = self._spooled_instead(row)
+        if spooled is not None:
+            return spooled, False
         if self._down is None:
             try:
                 with self._engine.connect() as connection:
@@ -154,6 +157,17 @@ class ResultRecorder:
                 "the result could not be recorded: the database and the local spool both failed"
             ) from error
         return (row, True) if earlier is None else (records.decode(earlier), False)
+
+    def _spooled_instead(self, row: InspectionValues) -> InspectionValues | None:
+        """The result the spool holds for ``row``'s frame, not yet replayed.
+
+        Checked before the database: a frame spooled while the database was down and retried
+        once it is back, but before the replay reached it, would otherwise be written under a
+        second id (the spooled one then refused as a duplicate); the gateway keeps the first.
+        """
+        key = records.key_of_row(row)
+        found = None if key is None else self.spool.find(key)
+        return None if found is None else records.decode(found)
 
     def database_problem(self) -> str | None:
         """Why results cannot go to the database now; None when it answers and is migrated."""

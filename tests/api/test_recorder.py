@@ -149,3 +149,24 @@ def test_a_frame_recorded_by_another_recorder_is_refused_and_remembered(
     again, created = other.record(_row("f1", camera))
     assert not created and again.id == first.id
     assert other.recorded_lately(camera_id=camera, frame_id="f1")
+
+
+def test_a_retry_after_a_restart_gets_the_spooled_result_not_a_second_id(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame spooled while the database was down, then retried by its gateway once the
+    database is back but before the spool was replayed, by a process that does not remember it
+    (restarted): the retry must get the spooled result, not a second inspection id."""
+    camera = uuid.uuid4().hex
+    first = _recorder(engine, tmp_path)
+    with monkeypatch.context() as patch:
+        _fail_writes(patch, after=0)
+        spooled = _row("f1", camera)
+        assert first.record(spooled) == (spooled, True)
+    first.spool.close()
+    restarted = _recorder(engine, tmp_path)  # the database answers again; no replay yet
+    retry = _row("f1", camera)
+    answer, created = restarted.record(retry)
+    assert (answer.id, created) == (spooled.id, False)
+    assert restarted.replay() == 1
+    assert _stored(engine, camera) == [spooled.id]
