@@ -91,6 +91,11 @@ DATABASE_WRITE_FAILURES = Counter(
 )
 for _stage in ("request", "replay"):  # both series exist from the start, so rate() sees 0
     DATABASE_WRITE_FAILURES.labels(_stage)
+RESULTS_REFUSED = Counter(
+    "strip_inspection_results_refused_total",
+    "Results the database refused for a reason of its own (a value, a constraint), not an "
+    "outage: answered with an error, logged, not spooled.",
+)
 SPOOL_REJECTED = Counter(
     "strip_inspection_spool_rejected_total",
     "Spooled results the database refused for good, set aside in the spool's rejected.jsonl.",

@@ -24,7 +24,7 @@ from service.inference.decode import (
     UndecodableImage,
     UnsupportedMediaType,
 )
-from service.spool import ResultsUnavailable
+from service.spool import ResultRefused, ResultsUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,10 @@ async def _results_unavailable(_: Request, error: Exception) -> JSONResponse:
     return error_response(503, "results_unavailable", str(error))
 
 
+async def _result_refused(_: Request, error: Exception) -> JSONResponse:
+    return error_response(500, "result_refused", f"{error}; it was logged and not recorded")
+
+
 async def _unexpected(_: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=error)
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
@@ -134,4 +138,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(ResultsUnavailable, _results_unavailable)
+    app.add_exception_handler(ResultRefused, _result_refused)
     app.add_exception_handler(Exception, _unexpected)

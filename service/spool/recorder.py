@@ -30,7 +30,7 @@ from service.db import (
     insert_inspection,
     ping,
 )
-from service.metrics import count_database_write_failure, count_spool_rejected
+from service.metrics import RESULTS_REFUSED, count_database_write_failure, count_spool_rejected
 from service.spool import records
 from service.spool.spool import Spool
 
@@ -45,6 +45,11 @@ unique constraint."""
 
 class ResultsUnavailable(Exception):
     """Neither the database nor the spool could keep a result."""
+
+
+class ResultRefused(Exception):
+    """The database refused a result for a reason of its own, not an outage: it would refuse it
+    again, so it is not spooled. The request's checks should have caught it: a bug, logged."""
 
 
 class ResultRecorder:
@@ -145,9 +150,14 @@ class ResultRecorder:
                 with self._engine.connect() as connection:
                     return insert_inspection(connection, row)
             except SQLAlchemyError as error:
+                if _about_the_record(error):
+                    RESULTS_REFUSED.inc()
+                    logger.error("inspection %s refused by the database: %s", row.id, error)
+                    raise ResultRefused(
+                        f"the database refused the result: {_describe(error)}"
+                    ) from error
                 logger.warning("inspection %s goes to the spool: %s", row.id, _describe(error))
-                if not _about_the_record(error):
-                    self._mark_down(error)
+                self._mark_down(error)
         count_database_write_failure("request")
         try:
             earlier = self.spool.append(records.encode(row), records.key_of_row(row))

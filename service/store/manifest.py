@@ -17,7 +17,7 @@ class _Strict(BaseModel):
 
 class DefectClassSpec(_Strict):
     id: int = Field(ge=1)
-    name: str
+    name: str = Field(min_length=1, max_length=64, description="fits the defects' class_name")
 
 
 class Normalisation(_Strict):
