@@ -252,7 +252,12 @@ def served_settings(args: argparse.Namespace, **update: Any) -> Settings:
 
 
 @contextlib.contextmanager
-def start_api(settings: Settings, tmp: str, source: Path | None = None) -> Iterator[Server]:
+def start_api(
+    settings: Settings,
+    tmp: str,
+    source: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
     """The API on a fresh SQLite database, open (no keys: loopback only), as configured.
 
     ``source``: a checkout whose code serves (and migrates the database), with its own model
@@ -275,6 +280,7 @@ def start_api(settings: Settings, tmp: str, source: Path | None = None) -> Itera
         "ONNX_SPINNING": json.dumps(settings.onnx_spinning),
         "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
         "API_KEYS": "[]",
+        **(extra_env or {}),
     }
     store = settings.model_store
     if source is None:
