@@ -65,37 +65,8 @@ def run_pruning_steps(job: CompressionJob) -> list[dict[str, Any]]:
         pruned = job.measure(model, job.manifest.postprocess)
         job.watch.emit("pruned", step=step, **pruned)
 
-        def after_epoch(epoch: int, loss: float, step: int = step) -> None:
-            job.watch.emit("epoch", step=step, epoch=epoch, loss=loss)
-
-        losses = finetune(
-            model,
-            job.crops(),
-            objective,
-            epochs=config.finetune_epochs_per_step,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            seed=config.seed,
-            first_epoch=step * 1000,
-            device=job.device,
-            before_batch=job.watch.check,
-            after_epoch=after_epoch,
-        )
-        record = {
-            "step": step,
-            "kind": PRUNE,
-            "ratio": level,
-            **_scored(job, job.measure(model, job.manifest.postprocess)),
-            "val_dice_after_pruning": pruned["val_dice"],
-            "losses": losses,
-            "loss": losses[-1] if losses else None,
-            "seconds": time.perf_counter() - started,
-        }
-        save_step(job.work_dir, model, job.source_arch, record)
-        records.append(record)
-        job.watch.emit(
-            "step", step=step, epoch=len(losses), loss=record["loss"], **step_sizes(record)
-        )
+        losses = _train(job, model, objective, step, config.finetune_epochs_per_step)
+        records.append(_finish(job, model, step, PRUNE, level, pruned["val_dice"], losses, started))
     return records
 
 
@@ -114,14 +85,38 @@ def final_finetune(job: CompressionJob, records: list[dict[str, Any]]) -> dict[s
         model = build_model(replace(job.source_arch, layer_shapes=record_layer_shapes(model)))
     model.to(job.device)
 
+    losses = _train(
+        job,
+        model,
+        _objective(job),
+        step,
+        config.finetune_epochs,
+        lr_schedule=config.lr_schedule,
+        checkpoint=job.work_dir / FINETUNE_CHECKPOINT,
+    )
+    last = records[-1]
+    return _finish(job, model, step, FINETUNE, last["ratio"], last["val_dice"], losses, started)
+
+
+def _train(
+    job: CompressionJob,
+    model: torch.nn.Module,
+    objective: Objective,
+    step: int,
+    epochs: float,
+    **options: Any,
+) -> list[float]:
+    """Fine-tune ``model`` for ``epochs`` as step ``step``, reporting every epoch."""
+
     def after_epoch(epoch: int, loss: float) -> None:
         job.watch.emit("epoch", step=step, epoch=epoch, loss=loss)
 
-    losses = finetune(
+    config = job.config
+    return finetune(
         model,
         job.crops(),
-        _objective(job),
-        epochs=config.finetune_epochs,
+        objective,
+        epochs=epochs,
         batch_size=config.batch_size,
         lr=config.lr,
         seed=config.seed,
@@ -129,15 +124,27 @@ def final_finetune(job: CompressionJob, records: list[dict[str, Any]]) -> dict[s
         device=job.device,
         before_batch=job.watch.check,
         after_epoch=after_epoch,
-        lr_schedule=config.lr_schedule,
-        checkpoint=job.work_dir / FINETUNE_CHECKPOINT,
+        **options,
     )
+
+
+def _finish(
+    job: CompressionJob,
+    model: torch.nn.Module,
+    step: int,
+    kind: str,
+    ratio: float,
+    dice_before: float,
+    losses: list[float],
+    started: float,
+) -> dict[str, Any]:
+    """Evaluate the step's net, save it with its record, report it; the record."""
     record = {
         "step": step,
-        "kind": FINETUNE,
-        "ratio": records[-1]["ratio"],
+        "kind": kind,
+        "ratio": ratio,
         **_scored(job, job.measure(model, job.manifest.postprocess)),
-        "val_dice_after_pruning": records[-1]["val_dice"],
+        "val_dice_after_pruning": dice_before,
         "losses": losses,
         "loss": losses[-1] if losses else None,
         "seconds": time.perf_counter() - started,

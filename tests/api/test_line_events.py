@@ -150,33 +150,6 @@ def test_a_coils_strips_come_in_order_of_position_then_of_capture(engine) -> Non
     assert coils["C1"].first_received_at == rows[0].received_at
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def fresh_database_url(request: pytest.FixtureRequest, tmp_path):
-    """An empty database: a SQLite file, or a Postgres schema dropped afterwards."""
-    from sqlalchemy import create_engine, make_url, text
-
-    from .conftest import require_postgres
-
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'events.db'}"
-        return
-    admin_url = require_postgres()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    schema = f"events_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield (
-            make_url(admin_url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def test_through_the_app_strips_reach_the_broker_the_alarms_and_the_coil_map(
     running_app, fresh_database_url: str
 ) -> None:

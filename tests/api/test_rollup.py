@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, MetaData, create_engine, event, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, MetaData, event, select
 from sqlalchemy.orm import Session
 
 from service.db import (
@@ -32,8 +31,6 @@ from service.db.rollup import rebuild_rollup
 from service.db.summary import Summary, defect_summary
 from service.spool import ResultRecorder, Spool
 from service.spool.records import encode, key_of
-
-from .conftest import require_postgres
 
 T0 = datetime(2031, 6, 1, tzinfo=UTC)
 """After every other test's inspections: ranges from here see only this module's."""
@@ -253,29 +250,6 @@ def test_spooled_results_are_counted_once_when_replayed(engine: Engine, tmp_path
     from_rollup, raw, used = _both(engine, bucket="hour", where=where)
     assert used and from_rollup == raw
     assert sum(bucket.inspections for bucket in raw.inspections) == len(rows)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a SQLite file, or a Postgres schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    admin_url = require_postgres()
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    schema = f"rollup_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield (
-            make_url(admin_url)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _insert_as_at(engine: Engine, rows: list[InspectionValues]) -> None:
