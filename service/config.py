@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3, ge=1, description="claims of one job before a lost lease or crash fails it"
     )
+    metrics_worker_names: bool = Field(
+        default=False,
+        description="label the job metrics with each worker's id as given (by default its "
+        "host name and pid); else with a short hash of it, so that /metrics names no host",
+    )
     job_lease_s: float = Field(
         default=60.0, gt=0, description="how long a worker holds a job without a heartbeat"
     )

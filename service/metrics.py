@@ -1,6 +1,7 @@
 """Every Prometheus metric of the service, defined once (prefix ``strip_inspection_``).
 
-Labels are bounded (route template, method, status, model, version, defect class), never ids.
+Labels are bounded (route template, method, status, model, version, defect class), never ids,
+and name no host unless ``METRICS_WORKER_NAMES`` asks for workers' own ids.
 One uvicorn process serves, so the default registry is enough; several worker processes would
 need prometheus-client's multiprocess mode.
 """
@@ -8,7 +9,9 @@ need prometheus-client's multiprocess mode.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -195,6 +198,25 @@ JOB_PROGRESS = Gauge(
     "Share of a running compression job's pruning steps completed, by model and worker.",
     ["model", "worker"],
 )
+
+
+@dataclass
+class JobLabels:
+    """How the job gauges name the worker that holds a job."""
+
+    worker_names: bool = False
+    """Label a worker by its id as given (by default ``<host>-<pid>``), not by a hash of it."""
+
+    def worker(self, worker_id: str) -> str:
+        """The ``worker`` label: stable for one worker, and naming no host unless asked to."""
+        if self.worker_names:
+            return worker_id
+        return "worker-" + hashlib.sha256(worker_id.encode()).hexdigest()[:8]
+
+
+JOB_LABELS = JobLabels()
+"""Set once by ``create_app`` from the settings, like the registry, one per process."""
+
 JOB_DURATION_BUCKETS = (60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400)
 """Seconds: one minute to a day, for prune-and-finetune jobs."""
 
@@ -240,7 +262,8 @@ def set_job_stats(
         JOBS.labels(state).set(count)
     JOB_STEP.clear()
     JOB_PROGRESS.clear()
-    for model, worker, step, fraction in running:
+    for model, worker_id, step, fraction in running:
+        worker = JOB_LABELS.worker(worker_id)
         JOB_STEP.labels(model, worker).set(step)
         JOB_PROGRESS.labels(model, worker).set(fraction)
     JOB_DURATION.durations = list(durations)

@@ -12,6 +12,7 @@ from service.store import (
     DefectClassSpec,
     InputSpec,
     IntegrityError,
+    InvalidNameError,
     ManifestDraft,
     Metrics,
     ModelStore,
@@ -19,6 +20,7 @@ from service.store import (
     sha256_file,
     write_json,
 )
+from service.store.store import ALIASES_FILE
 
 
 def make_draft(params: int = 10) -> ManifestDraft:
@@ -166,3 +168,55 @@ def test_store_module_imports_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+BAD_MODEL_NAMES = ["..", ".", "../escape", "a..b", "a/b", "Strip", "-strip", "", "s" * 65, "s\n"]
+
+
+@pytest.mark.parametrize("name", BAD_MODEL_NAMES)
+def test_every_method_refuses_an_invalid_model_name(
+    tmp_path: Path, artefacts: dict[str, Path], name: str
+) -> None:
+    """Nothing outside the store is opened: ``..`` next to the store holds a model of its own."""
+    ModelStore(tmp_path).publish("outside", make_draft(), artefacts)  # tmp_path/outside/1
+    store = ModelStore(tmp_path / "outside" / "store")  # its '..' is a model with version 1
+    calls = [
+        lambda: store.versions(name),
+        lambda: store.manifest(name, 1),
+        lambda: store.resolve(name, 1),
+        lambda: store.load(name, 1),
+        lambda: store.aliases(name),
+        lambda: store.set_alias(name, "production", 1),
+        lambda: store.remove_alias(name, "production"),
+        lambda: store.publish(name, make_draft(), artefacts),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidNameError, match="invalid model name") as raised:
+            call()
+        assert raised.value.code == "invalid_model_name"
+    assert not (tmp_path / "outside" / ALIASES_FILE).exists()
+
+
+@pytest.mark.parametrize("alias", ["..", "a..b", "Production", "prod/1", "p" * 65])
+def test_every_method_refuses_an_invalid_alias_name(
+    tmp_path: Path, artefacts: dict[str, Path], alias: str
+) -> None:
+    store = ModelStore(tmp_path)
+    store.publish("strip", make_draft(), artefacts)
+    for call in (
+        lambda: store.set_alias("strip", alias, 1),
+        lambda: store.remove_alias("strip", alias),
+        lambda: store.resolve("strip", alias),
+    ):
+        with pytest.raises(InvalidNameError, match="invalid alias name") as raised:
+            call()
+        assert raised.value.code == "invalid_alias_name"
+
+
+def test_folders_with_other_names_are_not_models(
+    tmp_path: Path, artefacts: dict[str, Path]
+) -> None:
+    store = ModelStore(tmp_path)
+    store.publish("strip", make_draft(), artefacts)
+    (tmp_path / "Not-A-Model" / "1").mkdir(parents=True)
+    assert store.models() == ["strip"]

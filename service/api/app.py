@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import KeyRing
+from service.api.body_limit import BodyLimit
 from service.api.deps import Services
 from service.api.errors import install_error_handlers
 from service.api.request_log import RequestLog
@@ -39,6 +40,7 @@ from service.events.mqtt import BrokerAddress, MqttPublisher
 from service.images import ImageArchive
 from service.inference.inspector import ModelSlot, ServingOptions
 from service.inspection import Recording
+from service.metrics import JOB_LABELS
 from service.spool import ResultRecorder, Spool
 from service.spool.records import key_of
 from service.store import ModelStore
@@ -47,6 +49,7 @@ from service.store import ModelStore
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; nothing is opened or loaded until its lifespan starts."""
     settings = settings or get_settings()
+    JOB_LABELS.worker_names = settings.metrics_worker_names
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     store = ModelStore(settings.model_store)
@@ -86,7 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(RequestLog)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(RequestLog)  # outermost: it logs the limit's refusals too
     # export before inspections: /v1/inspections/export.csv is not an inspection id.
     for module in (
         inspect, export, inspections, overlay, reviews, defects, alarms, coils, models, health, ui,

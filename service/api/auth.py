@@ -78,6 +78,11 @@ class KeyRing:
                 found = entry
         return found
 
+    def holder(self, authorization: str | None) -> ApiKey | None:
+        """The valid key an Authorization header carries, whatever its role; None without one."""
+        token = _bearer_token(authorization)
+        return None if token is None else self.identify(token)
+
     def authorize(self, authorization: str | None, role: Role) -> ApiKey | None:
         """The key sent in an Authorization header if it grants ``role`` (None while open).
 
@@ -85,15 +90,15 @@ class KeyRing:
         """
         if self.open:
             return None
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = _bearer_token(authorization)
+        if token is None:
             raise ApiError(
                 401,
                 "missing_api_key",
                 "this endpoint needs an API key: send 'Authorization: Bearer <key>'",
                 {"WWW-Authenticate": REALM},
             )
-        key = self.identify(token.strip())
+        key = self.identify(token)
         if key is None:
             raise ApiError(
                 401,
@@ -109,6 +114,11 @@ class KeyRing:
                 {"WWW-Authenticate": f'{REALM}, error="insufficient_scope"'},
             )
         return key
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 def _is_loopback(host: str) -> bool:

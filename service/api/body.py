@@ -1,9 +1,6 @@
-"""Request bodies: a size limit enforced while reading, and multipart forms (python-multipart).
-
-The limit is checked against Content-Length first and then on every chunk received, multipart
-included, so an oversized body is refused after at most ``limit`` bytes, not after it has all
-been buffered.
-"""
+"""The strips of a request body: a bare image or raw buffer, or multipart forms
+(python-multipart). The body's size is limited while it streams in, for every route alike, by
+``service.api.body_limit``."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
-from starlette.types import Message, Receive, Scope
+from starlette.types import Scope
 
 from service.api.errors import ApiError
 from service.inference.decode import MEDIA_TYPES, RAW_MEDIA_TYPE, UnsupportedMediaType, media_type
@@ -47,7 +44,11 @@ class Uploads:
 
 
 async def read_upload(request: Request, *, limit: int) -> Upload:
-    """The strip in the body: a bare image or raw buffer, or the first ``image`` part of a form."""
+    """The strip in the body: a bare image or raw buffer, or the first ``image`` part of a form.
+
+    ``limit`` (``MAX_BODY_BYTES``) bounds a form's plain fields, which would otherwise be held
+    to python-multipart's 1 MiB: a raw buffer sent as a plain field can be larger.
+    """
     started, received_at = time.perf_counter(), datetime.now(UTC)
     kind = media_type(request.headers.get("content-type"))
     if kind not in MEDIA_TYPES and kind != MULTIPART:
@@ -55,7 +56,7 @@ async def read_upload(request: Request, *, limit: int) -> Upload:
     if kind == MULTIPART:
         strip = (await _required_images(request, limit=limit))[0]
     else:
-        strip = ReceivedStrip(kind, await read_body(request, limit=limit))
+        strip = ReceivedStrip(kind, await _read_body(request))
     return Upload(strip, received_at, started)
 
 
@@ -76,18 +77,11 @@ async def read_uploads(request: Request, *, limit: int, max_images: int) -> Uplo
     return Uploads(images, received_at, started)
 
 
-async def read_body(request: Request, *, limit: int) -> bytes:
-    _check_declared_length(request, limit)
-    chunks, size = [], 0
+async def _read_body(request: Request) -> bytes:
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit, f"more than {limit} bytes arrived")
-            chunks.append(chunk)
+        return await request.body()
     except ClientDisconnect as error:
         raise _disconnected() from error
-    return b"".join(chunks)
 
 
 async def _read_images(request: Request, *, limit: int) -> list[ReceivedStrip]:
@@ -99,10 +93,9 @@ async def _read_images(request: Request, *, limit: int) -> list[ReceivedStrip]:
     each byte to one code point, so that such a part turns back into its exact bytes, taken as
     a raw buffer (a plain field's Content-Type is not kept: image parts need a file name).
     """
-    _check_declared_length(request, limit)
-    limited = Request(_form_scope(request.scope), _limited(request.receive, limit))
+    latin1 = Request(_form_scope(request.scope), request.receive)
     try:
-        form = await limited.form(
+        form = await latin1.form(
             max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS, max_part_size=limit
         )
     except MultiPartException as error:
@@ -140,36 +133,10 @@ def _form_scope(scope: Scope) -> Scope:
     return {key: value for key, value in scope.items() if key != "app"} | {"headers": headers}
 
 
-def _limited(receive: Receive, limit: int) -> Receive:
-    """``receive`` that refuses the body once more than ``limit`` bytes have arrived."""
-    size = 0
-
-    async def receive_within_limit() -> Message:
-        nonlocal size
-        message = await receive()
-        if message["type"] == "http.request":
-            size += len(message.get("body", b""))
-            if size > limit:
-                raise _too_large(limit, f"more than {limit} bytes arrived")
-        return message
-
-    return receive_within_limit
-
-
-def _check_declared_length(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit, f"Content-Length says {int(declared)} bytes")
-
-
 def _unsupported(kind: str, supported: tuple[str, ...]) -> UnsupportedMediaType:
     return UnsupportedMediaType(
         f"media type {kind or '(none)'!r} is not supported; send one of {', '.join(supported)}"
     )
-
-
-def _too_large(limit: int, why: str) -> ApiError:
-    return ApiError(413, "body_too_large", f"the body is over the {limit}-byte limit ({why})")
 
 
 def _disconnected() -> ApiError:

@@ -25,6 +25,7 @@ from service.inference.decode import (
     UnsupportedMediaType,
 )
 from service.spool import ResultRefused, ResultsUnavailable
+from service.store import InvalidNameError
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,11 @@ async def _review_rejected(_: Request, error: Exception) -> JSONResponse:
     return error_response(422, error.code, str(error))
 
 
+async def _invalid_name(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, InvalidNameError)
+    return error_response(422, error.code, str(error))
+
+
 async def _validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     first = error.errors()[0]
@@ -134,6 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ImageRejected, _image_rejected)
     app.add_exception_handler(InvalidCursor, _invalid_cursor)
     app.add_exception_handler(ReviewRejected, _review_rejected)
+    app.add_exception_handler(InvalidNameError, _invalid_name)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_unavailable)

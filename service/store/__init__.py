@@ -14,6 +14,7 @@ from service.store.manifest import (
 )
 from service.store.store import (
     IntegrityError,
+    InvalidNameError,
     ModelStore,
     ModelVersion,
     NotFoundError,
@@ -31,6 +32,7 @@ __all__ = [
     "DefectClassSpec",
     "InputSpec",
     "IntegrityError",
+    "InvalidNameError",
     "Lineage",
     "Manifest",
     "ManifestDraft",

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.config import Settings
+from service.api.auth import key_entry
+from service.config import Role, Settings
+from service.jobs import queue
 from service.store import ModelStore
 
+from .conftest import AppFactory
 from .strips import RAW, encode, post_strip, strip_with_block
 
 
@@ -107,3 +113,95 @@ def test_openapi_documents_the_inspect_body(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     content = spec["paths"]["/v1/inspect"]["post"]["requestBody"]["content"]
     assert {"image/png", "application/octet-stream", "multipart/form-data"} <= set(content)
+
+
+KEYS: dict[Role, str] = {role: secrets.token_urlsafe(32) for role in ("inspect", "read")}
+
+
+def _readyz_by_caller(
+    model_store: ModelStore, tmp_path: Path, **overrides: object
+) -> dict[str, httpx.Response]:
+    """/readyz of a keyed app as answered to no key, an unknown key and a key of each role."""
+    keys = [key_entry(key, name=f"{role}-key", role=role) for role, key in KEYS.items()]
+    values: dict[str, object] = {
+        "database_url": f"sqlite:///{tmp_path / 'never-migrated.db'}",
+        "model_store": model_store.root,
+        "model_name": "probe",
+        "spool_dir": tmp_path / "spool",
+        "warmup_runs": 1,
+        "api_keys": keys,
+        "mqtt_url": "mqtt://127.0.0.1:9",
+    }
+    settings = Settings(_env_file=None, **(values | overrides))  # type: ignore[arg-type]
+    callers = {"none": None, "unknown": secrets.token_urlsafe(32), **KEYS}
+    with TestClient(create_app(settings)) as client:
+        return {
+            caller: client.get(
+                "/readyz", headers={} if key is None else {"Authorization": f"Bearer {key}"}
+            )
+            for caller, key in callers.items()
+        }
+
+
+def test_without_a_key_readyz_says_ready_and_nothing_else(
+    model_store: ModelStore, tmp_path: Path
+) -> None:
+    answers = _readyz_by_caller(model_store, tmp_path)  # the database unusable, the spool kept
+    for caller in ("none", "unknown"):
+        assert answers[caller].status_code == 200
+        assert answers[caller].json() == {"status": "ready"}, caller
+    for caller in KEYS:
+        details = answers[caller].json()
+        assert answers[caller].status_code == 200 and details["status"] == "ready"
+        assert "inspections" in details["database"]["problem"]
+        assert details["line_events"]["mqtt"]["broker"] == "127.0.0.1:9"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [({"model_name": "no-such-model"}, "model"), ({"spool_dir": "a-file/spool"}, "results")],
+)
+def test_without_a_key_not_ready_says_why_in_a_word(
+    model_store: ModelStore, tmp_path: Path, overrides: dict[str, str], reason: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    if "spool_dir" in overrides:
+        overrides = {"spool_dir": str(tmp_path / overrides["spool_dir"])}
+    answers = _readyz_by_caller(model_store, tmp_path, **overrides)
+    for caller in ("none", "unknown"):
+        answer = answers[caller]
+        assert answer.status_code == 503
+        assert answer.json()["status"] == "not_ready" and answer.json()["reason"] == reason
+        assert answer.json()["error"]["code"] == "not_ready"
+        for secret in (str(tmp_path), "inspections", "127.0.0.1", "no-such-model"):
+            assert secret not in answer.text, (caller, secret)
+    details = answers["read"].json()  # a key of any role: every detail, as without keys
+    assert answers["read"].status_code == 503 and details["status"] == "not_ready"
+    assert {"model", "database", "spool", "line_events"} <= details.keys()
+
+
+def _running_job_metrics(running_app: AppFactory, url: str, **overrides: object) -> str:
+    """/metrics while a job is held by a worker whose id carries its host's name."""
+    with running_app(url, **overrides) as client:
+        sessions = client.app.state.services.sessions  # type: ignore[attr-defined]
+        now = datetime.now(UTC)
+        with sessions() as session:
+            queue.enqueue(
+                session, request={}, model_name="probe", source_version=1, max_attempts=1, now=now
+            )
+            assert queue.claim(session, worker_id=WORKER, lease_s=600.0, now=now) is not None
+        return client.get("/metrics").text
+
+
+WORKER = "gpu-7.plant.example-4242"
+
+
+def test_metrics_carry_no_host_names(running_app: AppFactory, sqlite_url: str) -> None:
+    text = _running_job_metrics(running_app, sqlite_url)
+    assert 'strip_inspection_job_step{model="probe"' in text
+    assert "plant.example" not in text
+
+
+def test_worker_names_in_metrics_when_asked_for(running_app: AppFactory, sqlite_url: str) -> None:
+    text = _running_job_metrics(running_app, sqlite_url, metrics_worker_names=True)
+    assert f'strip_inspection_job_step{{model="probe",worker="{WORKER}"}}' in text

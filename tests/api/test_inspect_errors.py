@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +10,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from starlette.requests import Request
 
-from service.api.body import read_upload
-from service.api.errors import ApiError
 from service.store import ModelStore
 from tests.tiny_models import HEIGHT, WIDTH
 
@@ -169,23 +165,39 @@ def test_chunked_multipart_over_the_limit_is_413(small_limit_client: TestClient)
 
 
 @pytest.mark.parametrize("content_type", [RAW, "multipart/form-data; boundary=x"])
-def test_the_limit_stops_reading_midway(content_type: str) -> None:
+def test_the_limit_stops_reading_midway(small_limit_client: TestClient, content_type: str) -> None:
     """The body is refused as soon as the limit is passed, not after all of it arrived."""
-    received = 0
+    received, sent = 0, []
 
     async def receive() -> dict[str, object]:
         nonlocal received
         received += 1
         head = b'--x\r\nContent-Disposition: form-data; name="image"; filename="s"\r\n\r\n'
-        body = head if received == 1 else b"\x00" * 1000  # endless
+        body = head if received == 1 else b"\x00" * 10_000  # endless
         return {"type": "http.request", "body": body, "more_body": True}
 
-    headers = [(b"content-type", content_type.encode())]
-    request = Request({"type": "http", "method": "POST", "headers": headers}, receive)
-    with pytest.raises(ApiError) as raised:
-        asyncio.run(read_upload(request, limit=5_500))
-    assert raised.value.status == 413
-    assert received == 7
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/inspect",
+        "raw_path": b"/v1/inspect",
+        "root_path": "",
+        "query_string": b"camera_id=c",
+        "headers": [(b"host", b"test"), (b"content-type", content_type.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+    }
+    assert small_limit_client.portal is not None
+    small_limit_client.portal.call(small_limit_client.app, scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert b'"body_too_large"' in b"".join(m.get("body", b"") for m in sent)  # type: ignore[misc]
+    assert received == 11  # the head, then 10 x 10,000 bytes: over 100,000 with the 11th
 
 
 def test_no_model_is_503(running_app: AppFactory, sqlite_url: str, tmp_path: Path) -> None:

@@ -118,8 +118,10 @@ def test_the_listing_is_newest_first(client: TestClient) -> None:
     ("changes", "code", "says"),
     [
         ({"source": {"model": "rust", "alias": "production"}}, "unknown_model", "no model"),
-        ({"source": {"model": "../unet-tiny", "version": 1}}, "unknown_model",
+        ({"source": {"model": "../unet-tiny", "version": 1}}, "invalid_model_name",
          "invalid model name"),
+        ({"source": {"model": "unet-tiny", "alias": "a..b"}}, "invalid_alias_name",
+         "invalid alias name"),
         ({"source": {"model": "unet-tiny", "version": 7}}, "unknown_version", "no version 7"),
         ({"source": {"model": "unet-tiny", "alias": "gold"}}, "unknown_alias", "no alias 'gold'"),
         ({"source": {"model": "probe", "version": 1}}, "source_without_weights", "weights"),

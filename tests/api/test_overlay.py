@@ -183,3 +183,65 @@ def test_a_writer_that_falls_behind_drops_strips_not_memory(
     found = [archive.find(inspection_id=i, received_at=now) is not None for i in ids]
     assert found == [True] * MAX_WAITING_STRIPS + [False]
     archive.close()
+
+
+def test_an_overlay_never_waits_forever_on_a_stalled_disk(
+    running_app: AppFactory, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The strip's write hangs: the overlay comes within the archive's wait, strip missing."""
+    disk_back = threading.Event()
+    with running_app(sqlite_url) as client:
+        archive = client.app.state.services.images  # type: ignore[attr-defined]
+        monkeypatch.setattr(archive, "find_wait_s", 0.2)
+        keep = archive.keep
+
+        def stalled_keep(**strip: Any) -> None:
+            disk_back.wait()
+            keep(**strip)
+
+        monkeypatch.setattr(archive, "keep", stalled_keep)
+        posted = post_strip(client, strip_with_block().tobytes(), RAW).json()
+        answers: list[tuple[np.ndarray, str]] = []
+        asking = threading.Thread(
+            target=lambda: answers.append(_overlay(client, posted["inspection_id"])), daemon=True
+        )
+        try:
+            started = time.monotonic()
+            asking.start()
+            asking.join(timeout=20)  # only so that an overlay that waits forever fails, not hangs
+            assert answers, "the overlay waited for a stalled disk"
+            assert time.monotonic() - started < 10
+        finally:
+            disk_back.set()
+            asking.join(timeout=30)
+        assert answers[0][1] == "missing"
+
+
+def test_temporary_files_left_by_a_crash_are_removed_on_open(tmp_path: Path) -> None:
+    day = tmp_path / "2024-05-01"
+    day.mkdir()
+    orphan, fresh = day / f".{uuid.uuid4()}.raw.tmp", day / f".{uuid.uuid4()}.raw.tmp"
+    orphan.write_bytes(b"half a strip")
+    fresh.write_bytes(b"being written by another process")
+    an_hour_ago = time.time() - 3600
+    os.utime(orphan, (an_hour_ago, an_hour_ago))
+    archive = _roomy_archive(tmp_path)
+    archive.open()
+    archive.close()
+    assert not orphan.exists() and fresh.exists()
+
+
+def test_a_failed_write_leaves_no_temporary_file(
+    running_app: AppFactory, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(source: object, target: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("service.images.archive.os.replace", disk_full)
+    failed_before = REGISTRY.get_sample_value(NOT_KEPT, {"reason": "failed"}) or 0.0
+    with running_app(sqlite_url, image_dir=tmp_path / "images") as client:
+        posted = post_strip(client, strip_with_block().tobytes(), RAW)
+        assert posted.status_code == 200
+        assert _overlay(client, posted.json()["inspection_id"])[1] == "missing"
+    assert REGISTRY.get_sample_value(NOT_KEPT, {"reason": "failed"}) == failed_before + 1
+    assert [path.name for path in (tmp_path / "images").rglob("*") if path.is_file()] == []

@@ -3,8 +3,10 @@ one failed request while the served alias moves back and forth under concurrent 
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -150,9 +152,45 @@ def test_another_alias_moves_without_touching_the_live_version(
     _error(
         app.post("/v1/admin/models/probe/aliases/Not-An-Alias!", json={"version": 2}),
         422,
-        "invalid_alias",
+        "invalid_alias_name",
     )
     assert _served_version(app) == 1
+
+
+@pytest.mark.parametrize("name", ["%2E%2E", "a..b", "Probe", "-probe", "p" * 65])
+def test_an_invalid_model_name_is_422_and_nothing_outside_the_store_is_touched(
+    app: TestClient, store: ModelStore, name: str
+) -> None:
+    outside = store.root.parent  # what '..' names: given a version of its own
+    shutil.copytree(store.root / "probe" / "1", outside / "1")
+    response = app.post(f"/v1/admin/models/{name}/aliases/production", json={"version": 1})
+    _error(response, 422, "invalid_model_name")
+    assert "invalid model name" in response.json()["error"]["message"]
+    assert not (outside / "aliases.json").exists()
+    assert _served_version(app) == 1
+
+
+@pytest.mark.parametrize("alias", ["%2E%2E", "a..b", "p" * 65])
+def test_an_invalid_alias_name_is_422(app: TestClient, store: ModelStore, alias: str) -> None:
+    response = app.post(f"/v1/admin/models/probe/aliases/{alias}", json={"version": 2})
+    _error(response, 422, "invalid_alias_name")
+    assert store.aliases("probe") == {"production": 1}
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize(
+    "path", [PROMOTE, "/v1/admin/jobs", f"/v1/inspections/{uuid.uuid4()}/review"]
+)
+def test_a_json_body_over_the_limit_is_413(
+    running_app: AppFactory, sqlite_url: str, store: ModelStore, path: str, chunked: bool
+) -> None:
+    body = json.dumps({"version": 2, "padding": "x" * 20_000}).encode()
+    content = iter([body[:10_000], body[10_000:]]) if chunked else body
+    with running_app(sqlite_url, model_store=store.root, max_body_bytes=10_000) as client:
+        response = client.post(path, content=content, headers={"content-type": "application/json"})
+    _error(response, 413, "body_too_large")
+    assert "10000-byte limit" in response.json()["error"]["message"]
+    assert store.aliases("probe") == {"production": 1}
 
 
 def test_no_request_fails_while_promoting_under_concurrent_load(

@@ -1,4 +1,5 @@
-"""The app under uvicorn on a real socket: an oversized body is refused while it streams."""
+"""The app under uvicorn on a real socket: an oversized body, image or JSON, is refused while it
+streams."""
 
 from __future__ import annotations
 
@@ -44,6 +45,27 @@ def test_oversized_chunked_body_is_refused_before_it_ends(server: int) -> None:
         reply = _read_response(connection)
     assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
     assert b'"body_too_large"' in reply
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_an_oversized_json_body_is_refused_before_it_ends(server: int, framing: str) -> None:
+    """A body declared (or sent) over the limit is answered 413 while the rest never comes."""
+    head = b'{"version": 1, "padding": "' + b"x" * 150_000
+    if framing == "content-length":
+        body_headers = f"Content-Length: {50 * 1024 * 1024}\r\n\r\n".encode()
+        first = head
+    else:
+        body_headers = b"Transfer-Encoding: chunked\r\n\r\n"
+        first = f"{len(head):x}\r\n".encode() + head + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server), timeout=10) as connection:
+        connection.sendall(
+            b"POST /v1/admin/models/probe/aliases/production HTTP/1.1\r\nHost: test\r\n"
+            b"Content-Type: application/json\r\n" + body_headers
+        )
+        connection.sendall(first)
+        reply = _read_response(connection)
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b'"body_too_large"' in reply and b"100000-byte limit" in reply
 
 
 def _read_response(connection: socket.socket) -> bytes:

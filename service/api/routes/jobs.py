@@ -24,6 +24,7 @@ from service.jobs.queue import (
     request_cancel,
 )
 from service.jobs.request import JobRejected, JobRequest, check_request
+from service.store.store import validate_name
 
 router = APIRouter(prefix="/v1/admin/jobs", tags=["jobs"], dependencies=[AdminRole])
 NOT_FOUND = {404: {"model": ErrorOut}}
@@ -37,6 +38,9 @@ def create_job(
     response: Response,
 ) -> JobOut:
     """Queue a compression job; a worker takes it up (422 for what no worker could run)."""
+    validate_name(request.source.model, "model")
+    if request.source.alias is not None:
+        validate_name(request.source.alias, "alias")
     try:
         version = check_request(
             request, store=services.store, data_root=services.settings.data_root

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 
 from service.api.deps import AdminRole, ReadRole, Services, ServicesDep
 from service.api.errors import ApiError
@@ -17,8 +19,22 @@ from service.api.schemas import (
 )
 from service.inference.inspector import Inspector, ModelLoadError
 from service.store import IntegrityError, NotFoundError
+from service.store.store import validate_name
 
 router = APIRouter(tags=["models"])
+
+
+async def _model_name(name: str) -> str:
+    return validate_name(name, "model")
+
+
+async def _alias_name(alias: str) -> str:
+    return validate_name(alias, "alias")
+
+
+ModelName = Annotated[str, Depends(_model_name)]
+"""The ``{name}`` of the path; 422 ``invalid_model_name`` before anything is looked up."""
+AliasName = Annotated[str, Depends(_alias_name)]
 
 
 def _live(services: Services) -> LiveModelOut | None:
@@ -53,7 +69,9 @@ def list_models(services: ServicesDep) -> ModelsOut:
     responses={status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422)},
     dependencies=[AdminRole],
 )
-async def move_alias(name: str, alias: str, move: AliasMoveIn, services: ServicesDep) -> AliasOut:
+async def move_alias(
+    name: ModelName, alias: AliasName, move: AliasMoveIn, services: ServicesDep
+) -> AliasOut:
     """Point an alias at a version (promote, or roll back); the served alias swaps live.
 
     The version is verified, loaded and warmed before the swap; one that fails is refused and
@@ -68,8 +86,6 @@ async def move_alias(name: str, alias: str, move: AliasMoveIn, services: Service
         raise ApiError(409, "version_integrity_failed", str(error)) from error
     except ModelLoadError as error:
         raise ApiError(422, "version_not_servable", str(error)) from error
-    except ValueError as error:  # the alias is not a valid name
-        raise ApiError(422, "invalid_alias", str(error)) from error
     return AliasOut(
         name=name,
         alias=alias,
