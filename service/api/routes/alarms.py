@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ReadRole, SessionDep
+from service.api.line_schemas import AlarmOut, AlarmPageOut
 from service.api.queries import MAX_PAGE, check_range
-from service.api.schemas import AlarmOut, AlarmPageOut, ErrorOut, Id, UtcTime
+from service.api.schemas import ErrorOut, Id, UtcTime
 from service.db.alarms import list_alarms
 
 router = APIRouter(tags=["line events"], dependencies=[ReadRole])

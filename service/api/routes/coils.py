@@ -9,20 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ReadRole, ServicesDep, SessionDep
 from service.api.errors import ApiError
-from service.api.queries import MAX_PAGE, check_range
-from service.api.schemas import (
-    ID_LENGTH,
-    ID_PATTERN,
+from service.api.line_schemas import (
     CoilDefectOut,
     CoilListOut,
     CoilOut,
     CoilStripOut,
     CoilSummaryOut,
-    ErrorOut,
-    Id,
     RollMarkOut,
-    UtcTime,
 )
+from service.api.queries import MAX_PAGE, check_range
+from service.api.schemas import ID_LENGTH, ID_PATTERN, ErrorOut, Id, UtcTime
 from service.db.coils import list_coils
 from service.events.coils import CoilView, coil_map_png, coil_view
 
