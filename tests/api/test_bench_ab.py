@@ -16,10 +16,17 @@ pytestmark = pytest.mark.subprocess
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _worktrees() -> str:
-    return subprocess.run(
-        ["git", "-C", str(REPO), "worktree", "list"], check=True, capture_output=True, text=True
+def _worktrees() -> list[str]:
+    """The repository's worktree folders (not their commits: a commit may land meanwhile)."""
+    listing = subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "list", "--porcelain"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
+    return sorted(
+        line.split(" ", 1)[1] for line in listing.splitlines() if line.startswith("worktree ")
+    )
 
 
 def test_two_refs_are_served_and_compared_round_by_round(
