@@ -30,12 +30,24 @@ class Settings(BaseSettings):
     model_store: Path = Path("model_store")
     model_name: str = "strip-defects"
     model_alias: str = "production"
+    model_alias_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often each API process re-reads the served alias in the model store; "
+        "when another process moved it, the version is loaded and warmed here, then swapped in",
+    )
     data_root: Path = Path("../shared/data")
 
     # Serving.
     database_url: str = Field(
         default="sqlite:///var/inspections.db",
         description="SQLAlchemy URL: sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST/DB",
+    )
+    migrate_on_start: bool = Field(
+        default=False,
+        description="bring a Postgres schema to the migrations' head when serve or a worker "
+        "starts (SQLite always is); without it, a schema not at head keeps serve not ready "
+        "and workers from claiming jobs until someone runs `python -m service migrate`",
     )
     max_body_bytes: int = Field(
         default=8 * 1024 * 1024, gt=0, description="largest request body accepted, in bytes"

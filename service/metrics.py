@@ -80,6 +80,13 @@ LIVE_MODEL = Gauge(
     "The model version being served (value 1); no series while none is loaded.",
     ["model", "version", "alias"],
 )
+MODEL_SWAP_FAILURES = Counter(
+    "strip_inspection_model_swap_failures_total",
+    "Versions the served alias pointed at that this process could not load and warm (at start, "
+    "or when another process moved the alias), by model and version: it goes on serving the "
+    "version it had, if any, and tries that one again only after the alias has moved.",
+    ["model", "version"],
+)
 
 SPOOL_RECORDS = Gauge(
     "strip_inspection_spool_records",
@@ -164,6 +171,10 @@ def observe_inspection(model: str, version: int, defect_classes: Iterable[str]) 
 def set_live_model(model: str, version: int, alias: str) -> None:
     LIVE_MODEL.clear()
     LIVE_MODEL.labels(model, str(version), alias).set(1)
+
+
+def count_model_swap_failure(model: str, version: int) -> None:
+    MODEL_SWAP_FAILURES.labels(model, str(version)).inc()
 
 
 def set_spool_depth(records: int) -> None:

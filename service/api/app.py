@@ -1,4 +1,5 @@
-"""The FastAPI application factory and its lifespan (load and warm the live model)."""
+"""The FastAPI application factory and its lifespan: the schema checked (SQLite migrated), the
+live model loaded and warmed, the served alias followed."""
 
 from __future__ import annotations
 
@@ -35,9 +36,11 @@ from service.api.routes import (
 )
 from service.config import Settings, get_settings
 from service.db import make_engine, make_session_factory
+from service.db.migrate import SchemaGate, migrate_on_start
 from service.events.line import LineEvents
 from service.events.mqtt import BrokerAddress, MqttPublisher
 from service.images import ImageArchive
+from service.inference.follow import AliasFollower
 from service.inference.inspector import ModelSlot, ServingOptions
 from service.inspection import Recording
 from service.metrics import JOB_LABELS
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=timedelta(days=settings.image_max_age_days),
             max_bytes=settings.image_max_bytes,
         ),
+        schema=SchemaGate(engine),
         events=events,
     )
     app = FastAPI(
@@ -104,7 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     services: Services = app.state.services
-    limiter = anyio.CapacityLimiter(postprocess_threads(services.settings))
+    settings = services.settings
+    await run_in_threadpool(
+        migrate_on_start, settings.database_url, always=settings.migrate_on_start
+    )
+    await run_in_threadpool(services.schema.start)
+    limiter = anyio.CapacityLimiter(postprocess_threads(settings))
     app.state.recording = Recording(services.results, services.images, limiter)
     if services.events is not None:
         services.events.start()
@@ -112,10 +121,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if services.images.policy != "none":
         await run_in_threadpool(services.images.open)
     await run_in_threadpool(services.models.load)
+    follower = AliasFollower(services.models, settings.model_alias_poll_s)
+    follower.start()
     try:
         yield
     finally:
+        await follower.stop()
         services.models.close()
+        await run_in_threadpool(services.schema.stop)
         await run_in_threadpool(services.results.stop)
         if services.events is not None:
             await run_in_threadpool(services.events.stop)

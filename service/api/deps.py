@@ -19,6 +19,7 @@ from service.api.body import Upload, Uploads, read_upload, read_uploads
 from service.api.errors import ApiError
 from service.api.schemas import FrameQuery
 from service.config import ApiKey, Role, Settings
+from service.db.migrate import SchemaGate
 from service.events.line import LineEvents
 from service.images import ImageArchive
 from service.inference.inspector import Inspector, ModelSlot
@@ -40,6 +41,7 @@ class Services:
     keys: KeyRing
     results: ResultRecorder
     images: ImageArchive
+    schema: SchemaGate
     events: LineEvents | None = None
     """Line events (MQTT, alarm rules); None when neither is configured."""
 

@@ -14,6 +14,7 @@ from service.cli.options import (
     Commands,
     add_command,
     add_database_option,
+    add_migrate_option,
     add_store_option,
     print_json,
     size,
@@ -175,6 +176,7 @@ def add_worker(commands: Commands, settings: Settings) -> None:
         commands, "worker", cmd_worker, "take up compression jobs from the database queue"
     )
     add_database_option(sub, settings)
+    add_migrate_option(sub, settings)
     add_store_option(sub, settings)
     sub.add_argument(
         "--data-root", type=Path, default=settings.data_root, help="named datasets (env DATA_ROOT)"
@@ -206,7 +208,11 @@ def add_worker(commands: Commands, settings: Settings) -> None:
         help="seconds between lease renewals (env JOB_HEARTBEAT_S)",
     )
     sub.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
-    sub.add_argument("--once", action="store_true", help="exit as soon as the queue is empty")
+    sub.add_argument(
+        "--once",
+        action="store_true",
+        help="exit as soon as the queue is empty (non-zero if the schema is not at head)",
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -214,6 +220,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import signal
 
     from service.db import make_engine, make_session_factory
+    from service.db.migrate import migrate_on_start
     from service.jobs.worker import Worker, WorkerOptions
     from service.store import ModelStore
 
@@ -222,6 +229,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = get_settings()
+    migrate_on_start(args.database_url, always=args.migrate)
     engine = make_engine(args.database_url)
     worker = Worker(
         make_session_factory(engine),
@@ -244,4 +252,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"{args.worker_id}: took up {taken} job(s)", file=sys.stderr)
+    if worker.schema_problem is not None:
+        print(f"error: {worker.schema_problem}", file=sys.stderr)
+        return 1
     return 0

@@ -44,6 +44,15 @@ def add_database_option(sub: argparse.ArgumentParser, settings: Settings) -> Non
     )
 
 
+def add_migrate_option(sub: argparse.ArgumentParser, settings: Settings) -> None:
+    sub.add_argument(
+        "--migrate",
+        action=argparse.BooleanOptionalAction,
+        default=settings.migrate_on_start,
+        help="bring a Postgres schema to head first; SQLite always is (env MIGRATE_ON_START)",
+    )
+
+
 def size(text: str) -> tuple[int, int]:
     """``256x512`` -> (256, 512)."""
     try:

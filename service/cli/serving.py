@@ -6,7 +6,13 @@ import argparse
 import sys
 from typing import get_args
 
-from service.cli.options import Commands, add_command, add_database_option, add_store_option
+from service.cli.options import (
+    Commands,
+    add_command,
+    add_database_option,
+    add_migrate_option,
+    add_store_option,
+)
 from service.config import Role, Settings, get_settings
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -46,6 +52,8 @@ def add_serve(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--alias", default=settings.model_alias, help="alias served (env MODEL_ALIAS)")
     sub.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn log level")
     add_store_option(sub, settings)
+    add_database_option(sub, settings)
+    add_migrate_option(sub, settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -62,7 +70,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     log_requests_to(sys.stderr)  # one JSON line per request, instead of uvicorn's access log
     settings = get_settings().model_copy(
-        update={"model_store": args.store, "model_name": args.model, "model_alias": args.alias}
+        update={
+            "model_store": args.store,
+            "model_name": args.model,
+            "model_alias": args.alias,
+            "database_url": args.database_url,
+            "migrate_on_start": args.migrate,
+        }
     )
     check_bind(args.host, settings.api_keys)
     uvicorn.run(

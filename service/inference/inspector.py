@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio.to_thread
 import numpy as np
@@ -27,8 +28,8 @@ from service.inference.decode import decode_strip
 from service.inference.postprocess import LogitCut, mean_probability
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter, available_providers
-from service.metrics import set_live_model
-from service.store import ONNX_FILE, Manifest, ModelStore, ModelVersion
+from service.metrics import count_model_swap_failure, set_live_model
+from service.store import ONNX_FILE, Manifest, ModelStore, ModelVersion, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -256,17 +257,22 @@ class Inspector:
 
 
 class ModelSlot:
-    """The live version of the served (model, alias); it is replaced whole when the alias moves.
+    """The live version of the served (model, alias); it is replaced whole when the alias moves,
+    through this process (``move_alias``) or another (``catch_up``, which ``AliasFollower`` runs
+    every few seconds).
 
     A swap is one reference assignment, so a request keeps the version it started with while
     the next one gets the new version; the old version's batcher is retired once the strips
-    already handed to it have run.
+    already handed to it have run. Moves and catch-ups take turns (one lock), so a version this
+    process promoted is never loaded a second time by its own catch-up.
     """
 
     def __init__(self, store: ModelStore, name: str, alias: str, options: ServingOptions) -> None:
         self.store, self.name, self.alias, self.options = store, name, alias, options
         self._inspector: Inspector | None = None
         self.problem: str | None = "no model loaded yet"
+        self._refused: tuple[int, str] | None = None
+        """The version the alias points at that this process could not load, and why."""
         self._moving = asyncio.Lock()
 
     @property
@@ -274,16 +280,18 @@ class ModelSlot:
         return self._inspector
 
     def load(self) -> None:
-        """Load, verify and warm the served alias, then make it live.
+        """Load, verify and warm the version the served alias points at, then make it live.
 
         A failure leaves the service up but not ready (``problem`` says why), so that probes
         and operators can see the reason instead of a crash loop.
         """
+        version = self._alias_version()
+        if version is None:
+            return
         try:
-            inspector = Inspector.load(self.store, self.name, self.alias, self.options)
+            inspector = Inspector.load(self.store, self.name, version, self.options)
         except Exception as error:  # any load failure: keep serving probes, report the reason
-            self.problem = f"cannot load {self.name}@{self.alias} from {self.store.root}: {error}"
-            logger.error(self.problem)
+            self._refuse(version, error)
             return
         self._make_live(inspector)
 
@@ -312,13 +320,74 @@ class ModelSlot:
             self._make_live(inspector)
             return previous
 
+    async def catch_up(self) -> None:
+        """Serve the version the served alias points at now, if another process moved it.
+
+        The version is verified, loaded and warmed in a worker thread, off the request path,
+        then swapped in as a promotion here is. One that fails is refused: the live version
+        goes on serving, ``status`` and the swap-failure metric say so, and it is not tried
+        again until the alias has moved.
+        """
+        async with self._moving:
+            version = await anyio.to_thread.run_sync(self._alias_version)
+            live = self._inspector
+            if version is None or (self._refused is not None and self._refused[0] == version):
+                return
+            if live is not None and live.version == version:
+                self._refused = None
+                return
+            try:
+                inspector = await anyio.to_thread.run_sync(
+                    Inspector.load, self.store, self.name, version, self.options
+                )
+            except Exception as error:  # any load failure: the live version stays
+                self._refuse(version, error)
+                return
+            self._make_live(inspector)
+
+    def status(self) -> dict[str, Any] | None:
+        """The live version and alias, with the version the alias points at and why this
+        process does not serve it, when it could not load it; None while nothing is live."""
+        live = self._inspector
+        if live is None:
+            return None
+        status: dict[str, Any] = {"name": live.name, "version": live.version, "alias": self.alias}
+        if self._refused is not None:
+            status["alias_version"], status["problem"] = self._refused
+        return status
+
     def close(self) -> None:
         """Stop the live version's batcher once its queue has run (at shutdown)."""
         if self._inspector is not None:
             self._inspector.batcher.retire()
 
+    def _alias_version(self) -> int | None:
+        """The version the served alias points at in the store now; None when that cannot be
+        read (with nothing live, ``problem`` says why)."""
+        try:
+            return self.store.resolve(self.name, self.alias)
+        except (StoreError, OSError, ValueError) as error:  # no store, model, alias or a bad file
+            if self._inspector is None:
+                problem = f"cannot load {self.name}@{self.alias} from {self.store.root}: {error}"
+                if problem != self.problem:
+                    logger.error(problem)
+                self.problem = problem
+            return None
+
+    def _refuse(self, version: int, error: Exception) -> None:
+        why = f"cannot load {self.name} v{version} ({self.alias}) from {self.store.root}: {error}"
+        self._refused = (version, why)
+        count_model_swap_failure(self.name, version)
+        live = self._inspector
+        if live is None:
+            self.problem = why
+            logger.error(why)
+        else:
+            logger.error("%s; still serving v%d", why, live.version)
+
     def _make_live(self, inspector: Inspector) -> None:
         old, self._inspector, self.problem = self._inspector, inspector, None
+        self._refused = None
         set_live_model(inspector.name, inspector.version, self.alias)
         logger.info(
             "serving %s v%d (%s) on %s",

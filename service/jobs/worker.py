@@ -6,6 +6,10 @@ folder, resumes after its last completed step. While a job runs, a heartbeat thr
 lease; progress goes to the database as it comes; the cancel flag is read before every batch
 (at most every ``cancel_poll_s``). ``stop()`` (SIGTERM) ends the current job at its next batch
 and gives it back to the queue without counting the attempt.
+
+A worker claims nothing from a database whose schema is not the migrations' head: it logs what
+to run and looks again at every poll. Waiting, rather than exiting, lets workers deployed
+before the migration of an upgrade start on their own once it has run, without a crash loop.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from service.compression.pipeline import (
     run_compression,
 )
 from service.compression.report import REPORT_JSON, REPORT_PNG
+from service.db.migrate import current_revision, schema_problem
 from service.jobs import queue
 from service.jobs.queue import ClaimedJob, LeaseLost, Outcome
 from service.jobs.request import JobRequest, compression_config
@@ -73,6 +78,9 @@ class Worker:
         self.store = store
         self.options = options
         self.stopping = threading.Event()
+        self.schema_problem: str | None = None
+        """Why the database's schema is not one to claim jobs from, as last seen."""
+        self._schema_at_head = False
 
     def stop(self) -> None:
         """Finish at the current job's next batch (it goes back to the queue), then return."""
@@ -80,12 +88,12 @@ class Worker:
 
     def run(self, *, max_jobs: int | None = None, exit_when_idle: bool = False) -> int:
         """Take up jobs until stopped, ``max_jobs`` are done, or (``exit_when_idle``) the queue
-        is empty; returns how many were taken up. A database that does not answer is waited
-        for."""
+        is empty; returns how many were taken up. A database that does not answer, or whose
+        schema is not at head, is waited for."""
         taken = 0
         while not self.stopping.is_set() and (max_jobs is None or taken < max_jobs):
             try:
-                if self.run_one():
+                if self._schema_ready() and self.run_one():
                     taken += 1
                     continue
             except SQLAlchemyError as error:
@@ -94,6 +102,17 @@ class Worker:
                 break
             self.stopping.wait(self.options.poll_interval_s)
         return taken
+
+    def _schema_ready(self) -> bool:
+        """Whether the schema is at the migrations' head (looked at until it is once)."""
+        if self._schema_at_head:
+            return True
+        with self.sessions() as session:
+            problem = schema_problem(current_revision(session.connection()))
+        if problem is not None and problem != self.schema_problem:
+            logger.error("%s claims no jobs: %s", self.options.worker_id, problem)
+        self.schema_problem, self._schema_at_head = problem, problem is None
+        return self._schema_at_head
 
     def run_one(self) -> bool:
         """Expire dead workers' leases, claim the oldest queued job and run it; False when

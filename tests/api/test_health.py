@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from service.api import create_app
 from service.api.auth import key_entry
 from service.config import Role, Settings
+from service.db.migrate import head_revision
 from service.jobs import queue
 from service.store import ModelStore
 
@@ -29,16 +30,24 @@ def test_ready_when_the_model_is_warm_and_the_database_answers(client: TestClien
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "model": {"name": "probe", "version": 1},
+        "model": {"name": "probe", "version": 1, "alias": "production"},
         "database": {"reachable": True},
+        "schema": {"revision": head_revision(), "head": head_revision()},
         "spool": {"writable": True, "pending": 0},
         "line_events": None,  # neither MQTT_URL nor ALARM_RULES set
     }
 
 
+def _unusable_database(tmp_path: Path) -> str:
+    """A SQLite URL whose file is not a database: neither migrated at start nor written to."""
+    path = tmp_path / "not-a-database.db"
+    path.write_bytes(b"not a SQLite file\n" * 64)
+    return f"sqlite:///{path}"
+
+
 def _readyz(model_store: ModelStore, tmp_path: Path, **overrides: object) -> httpx.Response:
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp_path / 'never-migrated.db'}",
+        "database_url": _unusable_database(tmp_path),
         "model_store": model_store.root,
         "model_name": "probe",
         "spool_dir": tmp_path / "spool",
@@ -52,12 +61,12 @@ def _readyz(model_store: ModelStore, tmp_path: Path, **overrides: object) -> htt
 def test_ready_on_the_spool_while_the_database_is_unusable(
     model_store: ModelStore, tmp_path: Path
 ) -> None:
-    response = _readyz(model_store, tmp_path)  # no migration ran: no inspections table
+    response = _readyz(model_store, tmp_path)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
     assert body["database"]["reachable"] is False
-    assert "inspections" in body["database"]["problem"]
+    assert "not a database" in body["database"]["problem"]
     assert body["spool"] == {"writable": True, "pending": 0}
 
 
@@ -69,7 +78,7 @@ def test_not_ready_when_results_cannot_be_kept(model_store: ModelStore, tmp_path
     assert body["status"] == "not_ready" and body["error"]["code"] == "not_ready"
     assert "results cannot be kept" in body["error"]["message"]
     assert body["database"]["reachable"] is False and body["spool"]["writable"] is False
-    assert body["model"] == {"name": "probe", "version": 1}
+    assert body["model"] == {"name": "probe", "version": 1, "alias": "production"}
 
 
 def test_not_ready_without_a_model(model_store: ModelStore, tmp_path: Path) -> None:
@@ -124,7 +133,7 @@ def _readyz_by_caller(
     """/readyz of a keyed app as answered to no key, an unknown key and a key of each role."""
     keys = [key_entry(key, name=f"{role}-key", role=role) for role, key in KEYS.items()]
     values: dict[str, object] = {
-        "database_url": f"sqlite:///{tmp_path / 'never-migrated.db'}",
+        "database_url": _unusable_database(tmp_path),
         "model_store": model_store.root,
         "model_name": "probe",
         "spool_dir": tmp_path / "spool",
@@ -153,7 +162,7 @@ def test_without_a_key_readyz_says_ready_and_nothing_else(
     for caller in KEYS:
         details = answers[caller].json()
         assert answers[caller].status_code == 200 and details["status"] == "ready"
-        assert "inspections" in details["database"]["problem"]
+        assert "not a database" in details["database"]["problem"]
         assert details["line_events"]["mqtt"]["broker"] == "127.0.0.1:9"
 
 
@@ -173,7 +182,7 @@ def test_without_a_key_not_ready_says_why_in_a_word(
         assert answer.status_code == 503
         assert answer.json()["status"] == "not_ready" and answer.json()["reason"] == reason
         assert answer.json()["error"]["code"] == "not_ready"
-        for secret in (str(tmp_path), "inspections", "127.0.0.1", "no-such-model"):
+        for secret in (str(tmp_path), "not a database", "127.0.0.1", "no-such-model"):
             assert secret not in answer.text, (caller, secret)
     details = answers["read"].json()  # a key of any role: every detail, as without keys
     assert answers["read"].status_code == 503 and details["status"] == "not_ready"

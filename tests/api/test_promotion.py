@@ -1,21 +1,26 @@
-"""POST /v1/admin/models/{name}/aliases/{alias}: promotion, rollback, refused versions, and not
-one failed request while the served alias moves back and forth under concurrent load."""
+"""POST /v1/admin/models/{name}/aliases/{alias}: promotion, rollback, refused versions, not
+one failed request while the served alias moves back and forth under concurrent load, and the
+served alias followed when another process moves it (test_replicas.py: two real processes)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
+import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
-from service.inference.inspector import ONNX_FILE
+from service.inference.inspector import ONNX_FILE, Inspector
 from service.store import ManifestDraft, ModelStore
 
 from .conftest import AppFactory
@@ -25,6 +30,9 @@ from .strips import RAW, plain_strip, post_strip
 PROMOTE = "/v1/admin/models/probe/aliases/production"
 PER_MOVE = 5
 """Answers the load test waits for from each version it promotes, before the next move."""
+POLL_S = 0.05
+"""How often the following tests' app re-reads the served alias."""
+SWAP_FAILURES = "strip_inspection_model_swap_failures_total"
 
 
 @pytest.fixture()
@@ -55,6 +63,28 @@ def store(model_store: ModelStore, tmp_path: Path) -> ModelStore:
 def app(running_app: AppFactory, sqlite_url: str, store: ModelStore) -> TestClient:
     with running_app(sqlite_url, model_store=store.root, max_batch=2) as client:
         yield client  # type: ignore[misc]
+
+
+@pytest.fixture()
+def following(running_app: AppFactory, database_url: str, store: ModelStore) -> TestClient:
+    """The app on each database backend, re-reading the served alias every POLL_S."""
+    with running_app(
+        database_url, model_store=store.root, max_batch=2, model_alias_poll_s=POLL_S
+    ) as client:
+        yield client  # type: ignore[misc]
+
+
+def _eventually(probe: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(POLL_S)
+
+
+def _metric(client: TestClient, series: str) -> float:
+    """A sample of /metrics; 0 for a series not exported yet."""
+    match = re.search(rf"^{re.escape(series)} (\S+)$", client.get("/metrics").text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def _served_version(client: TestClient) -> int:
@@ -251,3 +281,67 @@ def test_no_request_fails_while_promoting_under_concurrent_load(
                 thread.join(timeout=30)
     assert {status for status, _ in outcomes} == {200}, outcomes
     assert {version for _, version in outcomes} == {1, 2}
+
+
+def test_an_alias_moved_by_another_process_is_served_here(
+    following: TestClient, store: ModelStore
+) -> None:
+    store.set_alias("probe", "production", 2)  # as another API process or the CLI does
+    _eventually(lambda: _served_version(following) == 2, "v2 to be served")
+    ready = following.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["model"] == {"name": "probe", "version": 2, "alias": "production"}
+    assert following.get("/v1/models").json()["live"]["version"] == 2
+    assert 'live_model_info{alias="production",model="probe",version="2"} 1.0' in (
+        following.get("/metrics").text
+    )
+
+    store.set_alias("probe", "production", 1)
+    _eventually(lambda: _served_version(following) == 1, "v1 to be served again")
+
+
+def test_a_moved_alias_this_process_cannot_load_leaves_the_old_version_serving(
+    following: TestClient, store: ModelStore
+) -> None:
+    series = f'{SWAP_FAILURES}{{model="probe",version="4"}}'
+    failures = _metric(following, series)
+    store.set_alias("probe", "production", 4)  # verifies, but ONNX Runtime cannot read it
+
+    def refused() -> bool:
+        return "problem" in following.get("/readyz").json()["model"]
+
+    _eventually(refused, "the refusal to show in /readyz")
+    ready = following.get("/readyz")
+    assert ready.status_code == 200, ready.text  # still serving: v1
+    model = ready.json()["model"]
+    assert (model["version"], model["alias_version"]) == (1, 4), model
+    assert "ONNX Runtime cannot load" in model["problem"]
+    assert _served_version(following) == 1
+    time.sleep(10 * POLL_S)  # a refused version is not tried again until the alias moves
+    assert _metric(following, series) == failures + 1
+
+    store.set_alias("probe", "production", 1)
+    _eventually(lambda: not refused(), "the refusal to clear once the alias is back")
+    assert following.get("/readyz").json()["model"] == {
+        "name": "probe",
+        "version": 1,
+        "alias": "production",
+    }
+
+
+def test_the_process_that_promotes_loads_the_version_once(
+    following: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads: list[object] = []
+    load = Inspector.load
+
+    def counted(*args: Any) -> Inspector:  # (store, name, ref, options)
+        loads.append(args[2])
+        return load(*args)
+
+    monkeypatch.setattr(Inspector, "load", staticmethod(counted))
+    assert following.post(PROMOTE, json={"version": 2}).status_code == 200
+    time.sleep(10 * POLL_S)
+    assert _served_version(following) == 2
+    assert loads == [2]
+    assert following.post(PROMOTE, json={"version": 1}).status_code == 200

@@ -1,4 +1,5 @@
-"""Probes and metrics: /healthz (alive), /readyz (model warm, results keepable), /metrics.
+"""Probes and metrics: /healthz (alive), /readyz (schema at head, model warm, results
+keepable), /metrics.
 
 The probes and /metrics need no key. /readyz shows its details (paths, the broker's address,
 database errors) only to a caller with a valid key of any role, or to everyone while the API
@@ -28,13 +29,16 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request, services: ServicesDep) -> JSONResponse:
-    """Ready when the model is loaded and warm, and results can be kept: in the database, or
-    else in the local spool (from which they are replayed once the database is back)."""
+    """Ready when the database's schema is the one this code needs, the model is loaded and
+    warm, and results can be kept: in the database, or else in the local spool (from which they
+    are replayed once the database is back)."""
     inspector, results = services.models.inspector, services.results
     warm = inspector if inspector is not None and inspector.warmed else None
     database, spool = results.database_problem(), results.spool.problem()
     problems: dict[str, str] = {}
     """What is wrong, exactly, under the one word that says it, in the order checked."""
+    if services.schema.problem:
+        problems["schema"] = f"schema: {services.schema.problem}"
     if not warm:
         problems["model"] = f"model: {services.models.problem or 'not warmed up'}"
     if database and spool:
@@ -42,13 +46,14 @@ def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     body = _verdict(problems)
     if _shows_details(request, services.keys):
         body |= {
-            "model": None if warm is None else {"name": warm.name, "version": warm.version},
+            "model": None if warm is None else services.models.status(),
             "database": _state("reachable", database),
+            "schema": services.schema.status(),
             "spool": {**_state("writable", spool), "pending": results.spool.pending},
             "line_events": None if services.events is None else services.events.status(),
         }
         if problems:
-            body["error"] = _not_ready("; ".join(problems.values()))
+            body["error"] = _not_ready(next(iter(problems)), "; ".join(problems.values()))
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
@@ -58,15 +63,17 @@ def _verdict(problems: dict[str, str]) -> dict[str, Any]:
         return {"status": "ready"}
     reason = next(iter(problems))
     message = f"not ready ({reason}); a caller with an API key sees the details"
-    return {"status": "not_ready", "reason": reason, "error": _not_ready(message)}
+    return {"status": "not_ready", "reason": reason, "error": _not_ready(reason, message)}
 
 
 def _shows_details(request: Request, keys: KeyRing) -> bool:
     return keys.open or keys.holder(request.headers.get("authorization")) is not None
 
 
-def _not_ready(message: str) -> dict[str, str]:
-    return {"code": "not_ready", "message": message}
+def _not_ready(reason: str, message: str) -> dict[str, str]:
+    """The error: ``schema_out_of_date`` while the schema is the first problem (an operator's
+    command fixes it), else ``not_ready``."""
+    return {"code": "schema_out_of_date" if reason == "schema" else "not_ready", "message": message}
 
 
 def _state(name: str, problem: str | None) -> dict[str, Any]:
