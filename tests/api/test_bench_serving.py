@@ -26,6 +26,7 @@ def test_options() -> None:
     )
 
 
+@pytest.mark.subprocess
 def test_a_small_run_reports_latency_throughput_memory_and_ratios(
     model_store: ModelStore, tmp_path: Path
 ) -> None:

@@ -223,6 +223,7 @@ def test_a_json_body_over_the_limit_is_413(
     assert store.aliases("probe") == {"production": 1}
 
 
+@pytest.mark.slow
 def test_no_request_fails_while_promoting_under_concurrent_load(
     store: ModelStore, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from tests.tiny_models import BRIGHT, DARK, HEIGHT, WIDTH
 from .conftest import AppFactory
 from .strips import encode, post_strip
 
-pytestmark = pytest.mark.needs_shared
+pytestmark = [pytest.mark.needs_shared, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from service.store import ModelStore
 
 from .servers import serving
 
+pytestmark = pytest.mark.subprocess
+
 
 @pytest.fixture()
 def server(model_store: ModelStore, sqlite_url: str, tmp_path: Path) -> Iterator[int]:

@@ -137,6 +137,7 @@ def test_a_closed_port_never_blocks_and_a_full_outbox_drops_its_oldest() -> None
     assert counted("lost") - lost == 5  # left in the outbox at shutdown
 
 
+@pytest.mark.subprocess
 def test_a_broker_that_comes_back_gets_what_waited(private_broker) -> None:
     port, running = private_broker
     topic = "restart/line/cam/inspection"
