@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.compression.config import (
@@ -22,6 +29,13 @@ from service.store.store import validate_name
 
 Device = Literal["auto", "cpu", "cuda"]
 DEFAULTS = CompressionConfig.__dataclass_fields__
+NAMED_CHOICES: dict[str, tuple[str, ...]] = {
+    "method": METHOD_NAMES,
+    "schedule": SCHEDULES,
+    "lr_schedule": LR_SCHEDULES,
+    "allocation": ALLOCATIONS,
+}
+"""The request's fields that name one of a table's entries, and those tables."""
 
 
 class JobRejected(ValueError):
@@ -106,31 +120,15 @@ class JobRequest(BaseModel):
     distill: bool = DEFAULTS["distill"].default
     seed: int = Field(default=0, ge=0, lt=2**31)
 
-    @field_validator("method")
+    @field_validator(*NAMED_CHOICES)
     @classmethod
-    def _known_method(cls, method: str) -> str:
-        return _one_of("method", method, METHOD_NAMES)
-
-    @field_validator("schedule")
-    @classmethod
-    def _known_schedule(cls, schedule: str) -> str:
-        return _one_of("schedule", schedule, SCHEDULES)
-
-    @field_validator("lr_schedule")
-    @classmethod
-    def _known_lr_schedule(cls, lr_schedule: str) -> str:
-        return _one_of("lr_schedule", lr_schedule, LR_SCHEDULES)
-
-    @field_validator("allocation")
-    @classmethod
-    def _known_allocation(cls, allocation: str) -> str:
-        return _one_of("allocation", allocation, ALLOCATIONS)
-
-
-def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-    return value
+    def _known_choice(cls, value: str, info: ValidationInfo) -> str:
+        choices = NAMED_CHOICES[info.field_name]
+        if value not in choices:
+            raise ValueError(
+                f"unknown {info.field_name} {value!r}; choose one of {', '.join(choices)}"
+            )
+        return value
 
 
 def dataset_spec(name: str, data_root: Path) -> str:
