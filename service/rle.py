@@ -156,9 +156,15 @@ def decode(rle: str, shape: tuple[int, int] = SEVERSTAL_SHAPE) -> np.ndarray:
         raise ValueError(f"mask shape must be positive, got {shape}")
     n_pixels = height * width
     starts, lengths = parse(rle, n_pixels)
-    # +1 at each run start, -1 one past its end: the running sum is the mask.
-    delta = np.zeros(n_pixels + 1, dtype=np.int8)
-    delta[starts - 1] += 1
-    delta[starts - 1 + lengths] -= 1
-    flat = np.cumsum(delta[:-1], dtype=np.int8).view(np.uint8)
+    # The column-major pixels are alternating stretches of 0 (gaps) and 1 (runs): one repeat
+    # writes them, several times faster than a running sum over every pixel.
+    run_starts = starts - 1
+    run_ends = run_starts + lengths
+    counts = np.empty(2 * len(starts) + 1, dtype=np.int64)
+    counts[0:-1:2] = run_starts - np.concatenate(([0], run_ends[:-1]))
+    counts[1::2] = lengths
+    counts[-1] = n_pixels - (run_ends[-1] if len(run_ends) else 0)
+    values = np.zeros(len(counts), dtype=np.uint8)
+    values[1::2] = 1
+    flat = np.repeat(values, counts)
     return np.ascontiguousarray(flat.reshape((height, width), order="F"))
