@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.harness import host_description, update_method, update_results
+from benchmarks.harness import update_method, update_results
 from service.compression import METHOD_NAMES, SCRATCH
 from service.compression.config import CompressionConfig
 from service.compression.latency import measure_side_by_side
@@ -35,6 +35,7 @@ from service.compression.pipeline import run_compression
 from service.compression.state import STEPS_DIR
 from service.compression.steps import SCRATCH_CRITERION
 from service.data.catalog import open_dataset, parse_dataset_spec
+from service.host import host_description
 from service.inference.preprocess import padded_size
 from service.inference.runtime import OnnxSegmenter
 from service.nets import Architecture, count_params_and_macs

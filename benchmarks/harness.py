@@ -4,37 +4,12 @@ blocks summed over rounds, and the JSON a benchmark prints."""
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from service.store.files import write_json
-
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_tile")
-
-
-def host_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
-    """CPU model, cores, the widest float SIMD (``avx512`` or ``avx2``) and the flags that
-    decide ONNX Runtime's and torch's kernels."""
-    model, flags = platform.processor() or platform.machine(), set()
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-            if flags and model:
-                break
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "simd": "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "other",
-        "flags": [flag for flag in SIMD_FLAGS if flag in flags],
-    }
 
 
 def read_results(path: Path) -> dict[str, Any]:

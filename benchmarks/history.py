@@ -43,6 +43,7 @@ from service.db import InspectionFilter, list_inspections, make_engine, make_ses
 from service.db.migrate import upgrade
 from service.db.rollup import rebuild_rollup
 from service.db.summary import defect_summary
+from service.host import host_description
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 GOAL_PAGE_P95_MS = 50.0
@@ -141,7 +142,7 @@ def bench_history(
         "goals": goals,
         "all_goals_met": all(goal["met"] for goal in goals.values()),
         "machine": {
-            "cpus": os.cpu_count(),
+            **host_description(),
             "python": platform.python_version(),
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         },

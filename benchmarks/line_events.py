@@ -14,7 +14,7 @@ import statistics
 import tempfile
 from typing import Any
 
-from benchmarks.harness import host_description, percentiles, print_json
+from benchmarks.harness import percentiles, print_json
 from benchmarks.http_load import (
     INSPECT,
     add_model_options,
@@ -24,6 +24,7 @@ from benchmarks.http_load import (
 )
 from benchmarks.serving_inputs import encode_body, load_strips
 from service.config import get_settings
+from service.host import host_description
 
 MODES = ("without", "with")
 

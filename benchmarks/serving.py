@@ -35,7 +35,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from benchmarks.harness import Tally, TimedRun, host_description, percentiles, print_json
+from benchmarks.harness import Tally, TimedRun, percentiles, print_json
 from benchmarks.http_load import (
     INSPECT,
     Server,
@@ -49,6 +49,7 @@ from benchmarks.http_load import (
 from benchmarks.serving_inputs import Body, add_strip_options, encode_body, load_strips
 from service.api.app import serving_options
 from service.config import Settings, get_settings
+from service.host import host_description
 from service.inference.inspector import ONNX_FILE, lane_threads, session_threads
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import OnnxSegmenter
@@ -128,8 +129,7 @@ def bench_serving(
             "gmacs": round(version.manifest.metrics.macs / 1e9, 2),
         },
         "machine": {
-            "cpus": os.cpu_count(),
-            "cpu": host_description()["cpu"],
+            **host_description(),
             "python": platform.python_version(),
             "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         },

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
+from service.host import simd_round_to
 from service.inference.preprocess import STRIDE
 from service.store import Manifest
 
@@ -16,18 +16,6 @@ DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_CROP = (256, 256)
 DEFAULT_BATCH_SIZE = 8
 MAX_ROUND_TO = 64
-CPU_INFO = Path("/proc/cpuinfo")
-
-
-def simd_round_to(cpuinfo: Path = CPU_INFO) -> int:
-    """The channel multiple for this host's widest float SIMD: ONNX Runtime's NCHWc block is 16
-    floats with AVX-512 and 8 with AVX2."""
-    try:
-        lines = cpuinfo.read_text().splitlines()
-    except OSError:
-        return 8
-    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    return 16 if "avx512f" in flags else 8
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ import torch
 from service.compression.config import CompressionConfig
 from service.compression.latency import measure_side_by_side
 from service.evaluation.run import Predictor, evaluate
+from service.host import machine_description
 from service.inference.runtime import OnnxSegmenter
 from service.nets import Architecture, SegmentationModel, record_layer_shapes
 from service.store import ONNX_FILE, Lineage, Manifest, ModelStore
 from service.training.predict import torch_predictor
-from service.training.publish import CheckedVersion, machine_description, publish_checked
+from service.training.publish import CheckedVersion, publish_checked
 
 CANDIDATE_ALIAS = "candidate"
 CANDIDATE_DIR = "candidate"

@@ -11,8 +11,6 @@ for a compression job's kept step.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from service.data.base import SegmentationDataset
 from service.data.catalog import evaluation_split, open_dataset
 from service.evaluation.run import Predictor, evaluate, tune_postprocess
+from service.host import machine_description
 from service.inference.preprocess import padded_size
 from service.inference.runtime import OnnxSegmenter
 from service.nets import Architecture, build_model, count_params_and_macs
@@ -144,17 +143,6 @@ def _write_version_files(
         torch_predictor(model, torch.device("cpu")), onnx_model, images, spec, rules
     )
     return VersionFiles({WEIGHTS_FILE: weights_path, ONNX_FILE: onnx_path}, onnx_model, parity)
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def publish_run(

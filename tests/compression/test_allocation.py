@@ -17,9 +17,9 @@ from service.compression.allocation import (  # noqa: E402
     search_level,
     search_macs,
 )
-from service.compression.config import simd_round_to  # noqa: E402
 from service.compression.importance import make_importance  # noqa: E402
 from service.compression.steps import step_macs_fraction  # noqa: E402
+from service.host import simd_round_to  # noqa: E402
 from service.nets import Architecture, build_model  # noqa: E402
 from service.training.train import one_cycle, warmup_cosine  # noqa: E402
 
