@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-fast lint bench bench-neu bench-mt baseline clean
+.PHONY: install run test test-fast lint bench bench-neu bench-mt base-image images test-images clean
 
 install: $(STAMP)
 
@@ -64,6 +64,32 @@ bench-neu: install
 
 bench-mt: install
 	$(PY) -m benchmarks.compression magnetic-tile
+
+# Images (see the Dockerfile). BASE_IMAGE defaults to python:3.11-slim, pulled by name;
+# `make base-image` builds a local stand-in from Debian's packages where no registry is reachable
+# (then: make images BASE_IMAGE=strip-inspection-base:bookworm). WORKER_TORCH=cuda (default) or
+# cpu; TORCH_CPU_INDEX names where the CPU build of torch comes from.
+BASE_IMAGE ?= python:3.11-slim
+LOCAL_BASE_IMAGE := strip-inspection-base:bookworm
+WORKER_TORCH ?= cuda
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+DOCKER_BUILD := docker build --network host --build-arg BASE_IMAGE=$(BASE_IMAGE)
+
+base-image:
+	command -v debootstrap >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y debootstrap; }
+	$(SUDO) sh deploy/base-image.sh $(LOCAL_BASE_IMAGE)
+
+images:
+	$(DOCKER_BUILD) --target api --tag strip-inspection-api .
+	$(DOCKER_BUILD) --target worker --build-arg WORKER_TORCH=$(WORKER_TORCH) \
+		--build-arg TORCH_CPU_INDEX=$(TORCH_CPU_INDEX) --tag strip-inspection-worker:$(WORKER_TORCH) .
+
+# Minutes, not part of `make test`: installs Debian's Docker engine, compose and debootstrap if
+# missing, builds on the local base and checks the images and the compose stack for real.
+test-images: install
+	command -v dockerd >/dev/null && command -v docker-compose >/dev/null && command -v debootstrap >/dev/null \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y docker.io docker-compose debootstrap; }
+	BASE_IMAGE=$(LOCAL_BASE_IMAGE) bash deploy/test-images.sh
 
 clean:
 	rm -rf var .pytest_cache
