@@ -44,7 +44,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
 CMD ["python", "-m", "service", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 # The worker needs no port: it claims jobs from the database and reads and writes the store,
-# the job folders and the data sets.
+# the job folders and the data sets. onnxruntime-gpu (the same module as onnxruntime, built
+# with the CUDA provider) replaces the CPU package; its releases can trail the CPU one's.
 FROM base AS worker
 ARG WORKER_TORCH=cuda
 ARG TORCH_VERSION=2.13.0
@@ -60,9 +61,8 @@ RUN set -eu; \
     pip install ".[worker]"; \
     rm -rf build service *.egg-info; \
     if [ "$WORKER_TORCH" = cuda ]; then \
-        ort="$(python -c 'import onnxruntime; print(onnxruntime.__version__)')"; \
         pip uninstall --yes onnxruntime; \
-        pip install "onnxruntime-gpu==${ort}"; \
+        pip install "onnxruntime-gpu>=1.18"; \
         python -c "import onnxruntime, sys; sys.exit('CUDAExecutionProvider' not in onnxruntime.get_available_providers())"; \
     fi
 USER app
