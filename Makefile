@@ -49,9 +49,10 @@ lint: install
 bench: install
 	$(PY) -m benchmarks.codec
 	$(PY) -m service macs
-	# Raw ONNX Runtime session vs the API over loopback HTTP, on the shipped model (MODEL_STORE,
-	# MODEL_NAME, MODEL_ALIAS, MAX_BATCH, MAX_WAIT_MS, ONNX_THREADS from the environment).
-	$(PY) -m benchmarks.serving
+	# The best raw ONNX Runtime session vs the API over loopback HTTP, on the production model
+	# (MODEL_STORE, MODEL_NAME, MODEL_ALIAS, MAX_BATCH, MAX_WAIT_MS, ONNX_THREADS from the
+	# environment), with each kind of body.
+	for body in raw jpeg png; do $(PY) -m benchmarks.serving --body $$body || exit 1; done
 	# 1,000,000 inspections seeded into Postgres (--database-url; own schema, dropped after).
 	$(PY) -m benchmarks.history
 

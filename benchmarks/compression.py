@@ -188,7 +188,7 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
     sizes = native_size(recipe.dataset)
     model, _ = load_version_model(store, recipe.model, 1)
     params, macs = count_params_and_macs(model, *sizes)
-    session = OnnxSegmenter(store.load(recipe.model, 1).file(ONNX_FILE), spinning=True)
+    session = OnnxSegmenter(store.load(recipe.model, 1).file(ONNX_FILE), spinning="on")
     latency = {
         size_name: measure_side_by_side(
             {"baseline": session}, spec, repeats=recipe.latency_repeats
@@ -244,9 +244,9 @@ def _method_stage(
     model, manifest = load_version_model(store, recipe.model, result.version)
     params, macs = count_params_and_macs(model, *sizes)
     sessions = {
-        "source": OnnxSegmenter(store.load(recipe.model, 1).file(ONNX_FILE), spinning=True),
+        "source": OnnxSegmenter(store.load(recipe.model, 1).file(ONNX_FILE), spinning="on"),
         "result": OnnxSegmenter(
-            store.load(recipe.model, result.version).file(ONNX_FILE), spinning=True
+            store.load(recipe.model, result.version).file(ONNX_FILE), spinning="on"
         ),
     }
     latency: dict[str, dict[str, float]] = {"source": {}, "result": {}}

@@ -277,9 +277,9 @@ def start_api(
         "POSTPROCESS_THREADS": str(settings.postprocess_threads),
         "WARMUP_RUNS": str(settings.warmup_runs),
         "ONNX_THREADS": str(settings.onnx_threads),
-        "ONNX_SPINNING": json.dumps(settings.onnx_spinning),
         "ONNX_PROVIDERS": json.dumps(list(settings.onnx_providers)),
         "API_KEYS": "[]",
+        **_spinning_env(settings),
         **(extra_env or {}),
     }
     store = settings.model_store
@@ -332,3 +332,10 @@ def batch_totals(server: Server) -> tuple[float, float]:
         float(v) for v in re.findall(r"^strip_inspection_batch_size_count\S* (\S+)$", text, re.M)
     )
     return total, count
+
+
+def _spinning_env(settings: Settings) -> dict[str, str]:
+    """``ONNX_SPINNING`` only where it differs from the default: a served checkout from before
+    the spinning modes (``bench-ab`` across them) then runs with its own default."""
+    default = Settings.model_fields["onnx_spinning"].default
+    return {} if settings.onnx_spinning == default else {"ONNX_SPINNING": settings.onnx_spinning}

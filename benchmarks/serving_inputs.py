@@ -23,8 +23,10 @@ from service.inference.decode import RAW_MEDIA_TYPE
 
 BODIES = {
     "png": "a grey PNG, as gateways usually send",
+    "jpeg": "a grey JPEG (quality 95), the format of the Severstal originals",
     "raw": "the raw 8-bit buffer as application/octet-stream (no decoding)",
 }
+JPEG_QUALITY = 95
 STRIP_SOURCES = {
     "real": "the Severstal sample strips in ../shared/data",
     "synthetic": "the strips of the generator the shipped model was trained on",
@@ -88,12 +90,15 @@ def encode_body(strips: Sequence[np.ndarray], body_format: str) -> Body:
     """The strips as request bodies of ``body_format`` (a key of ``BODIES``)."""
     if body_format == "raw":
         return Body(RAW_MEDIA_TYPE, [strip.tobytes() for strip in strips])
-    if body_format != "png":
+    if body_format not in BODIES:
         raise ValueError(f"body format {body_format!r}: choose one of {', '.join(BODIES)}")
-    return Body("image/png", [_png(strip) for strip in strips])
+    return Body(f"image/{body_format}", [_encoded(strip, body_format) for strip in strips])
 
 
-def _png(strip: np.ndarray) -> bytes:
+def _encoded(strip: np.ndarray, body_format: str) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(strip).save(buffer, "PNG")
+    if body_format == "jpeg":
+        Image.fromarray(strip).save(buffer, "JPEG", quality=JPEG_QUALITY)
+    else:
+        Image.fromarray(strip).save(buffer, "PNG")
     return buffer.getvalue()

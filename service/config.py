@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.events.alarms import AlarmRule, unique_names
+from service.inference.runtime import SpinMode
 
 Role = Literal["inspect", "read", "admin"]
 KeepImages = Literal["all", "defects", "none"]
@@ -60,10 +61,11 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(
         default=0, ge=0, description="intra-op threads of the session; 0 = one per core"
     )
-    onnx_spinning: bool = Field(
-        default=False,
-        description="let the session's threads busy-wait between runs: a little lower latency "
-        "on an idle dedicated machine, much CPU lost where the cores are shared",
+    onnx_spinning: SpinMode = Field(
+        default="during_runs",
+        description="when the session's threads busy-wait for work: off; during_runs (inside "
+        "a run, not between runs: the cores stay free for the rest of the request); on (also "
+        "after each run, ONNX Runtime's default); true/false mean on/off",
     )
     warmup_runs: int = Field(
         default=1,
@@ -184,6 +186,16 @@ class Settings(BaseSettings):
     )
 
     _unique_rule_names = field_validator("alarm_rules")(unique_names)
+
+    @field_validator("onnx_spinning", mode="before")
+    @classmethod
+    def _spinning_from_bool(cls, value: object) -> object:
+        """``ONNX_SPINNING=true|false`` (the older boolean form) means ``on`` or ``off``."""
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str) and value.lower() in {"true", "1", "false", "0"}:
+            return "on" if value.lower() in {"true", "1"} else "off"
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -109,6 +109,10 @@ def _decode_encoded(data: bytes, image_format: str, *, height: int, width: int) 
         raise UndecodableImage(f"the body is not a readable {image_format} image") from error
     with image:
         _check_header(image, image_format, height=height, width=width)
+        if image_format == "JPEG" and image.mode != "L":
+            # libjpeg hands out the luma plane as grey, skipping the RGB detour: for the
+            # Severstal originals (colour JPEGs of grey strips) the same pixels, faster.
+            image.draft("L", image.size)
         try:
             image.load()
             grey = image.convert("L")

@@ -3,8 +3,7 @@
 Turns a strip into defects: per-class masks (threshold and minimum area from the manifest), each
 with its RLE, area, score (mean probability inside the mask) and bounding box. ``ModelSlot``
 holds the live version and swaps in a new one, loaded and warmed first, when its alias moves.
-Knows nothing of HTTP or the database.
-"""
+Knows nothing of HTTP or the database."""
 
 from __future__ import annotations
 
@@ -23,6 +22,7 @@ import numpy as np
 
 from service import rle
 from service.defects import DefectValues
+from service.inference import runtime
 from service.inference.batcher import Batcher, BatchResult
 from service.inference.decode import decode_strip
 from service.inference.postprocess import LogitCut, mean_probability
@@ -46,8 +46,8 @@ class ServingOptions:
     providers: Sequence[str] = DEFAULT_PROVIDERS
     threads: int | None = None
     """Intra-op threads of the session; None: one per core."""
-    spinning: bool = False
-    """Whether the session's threads busy-wait between runs (see ``OnnxSegmenter``)."""
+    spinning: runtime.SpinMode = "off"
+    """When the session's threads busy-wait for work (see ``OnnxSegmenter``)."""
     max_batch: int = 8
     max_wait_ms: float = 2.0
     runs: int = 1

@@ -6,11 +6,14 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import onnxruntime as ort
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
+SpinMode = Literal["off", "during_runs", "on"]
+SPIN_MODES: tuple[SpinMode, ...] = get_args(SpinMode)
 
 
 def available_providers(requested: Sequence[str]) -> list[str]:
@@ -38,10 +41,12 @@ def _shared_cpu_arena() -> None:
 class OnnxSegmenter:
     """Runs (N, C, H, W) float32 batches through a segmentation ONNX model to logits.
 
-    ``spinning`` lets the intra-op threads busy-wait for work after a run. It saves little on
-    an idle machine and costs much where the cores are shared: threads preempted mid-run spend
-    their wait spinning, and in the API they take the cores that decoding, post-processing and
-    HTTP need between runs.
+    ``spinning`` says when the intra-op threads busy-wait for work instead of sleeping:
+    ``off`` never; ``during_runs`` between the parallel sections of one run (a run is many short
+    sections, one per operator, and waking sleeping threads for each costs time) but not after
+    the run, so the cores are free for decoding, post-processing and HTTP between runs; ``on``
+    also for a while after each run (ONNX Runtime's default), which only a process that does
+    nothing else between runs can afford.
 
     Memory patterns (planned allocations, cached per input shape) are off: with batches of
     every size the batcher forms they made the process far larger, for no measurable speed-up.
@@ -55,12 +60,16 @@ class OnnxSegmenter:
         model_path: Path,
         providers: Sequence[str] = DEFAULT_PROVIDERS,
         intra_op_threads: int | None = None,
-        spinning: bool = False,
+        spinning: SpinMode = "off",
     ) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads or os.cpu_count() or 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "0" if spinning == "off" else "1"
+        )
+        if spinning == "during_runs":
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         options.enable_mem_pattern = False
         _shared_cpu_arena()
         options.add_session_config_entry("session.use_env_allocators", "1")

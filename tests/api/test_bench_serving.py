@@ -46,16 +46,29 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
     assert set(service["throughput_per_s"]) == {1, 2}  # type: ignore[index]
     assert service["resident_mib"]["ready"] > 10  # type: ignore[index]
     raw = summary["raw_session"]
-    # The session with every thread from one caller and from as many at once as the service runs
-    # batches (SESSION_RUNS, 2 by default); the lane session (2 threads / 2 runs) from as many.
-    assert raw["throughput_per_s"].keys() == {  # type: ignore[index]
-        "1_callers_2_threads_each",
-        "2_callers_2_threads_each",
-        "2_callers_1_threads_each",
-    }
-    assert set(raw["throughput_per_s"]["2_callers_1_threads_each"]) == {1, 2}  # type: ignore[index]
+    # The raw reference: every thread count with ONNX Runtime's default spinning, without, and
+    # as the service runs (during_runs); one thread has no pool to spin (only "off").
+    assert {"2_threads_spin_on", "2_threads_spin_off", "2_threads_spin_during_runs"} <= set(
+        raw["batch_1"]  # type: ignore[index]
+    )
+    assert "1_threads_spin_on" not in raw["batch_1"]  # type: ignore[index]
+    assert raw["batch_1_as_served"] == "2_threads_spin_during_runs"  # type: ignore[index]
+    assert raw["batch_1_best"] in raw["batch_1"]  # type: ignore[index]
+    # Each session from one caller and from as many at once as the service runs batches
+    # (SESSION_RUNS, 2 by default), the lane session (2 threads / 2 runs) among them.
+    assert {
+        "1_callers_2_threads_spin_on",
+        "2_callers_2_threads_spin_off",
+        "2_callers_1_threads_spin_off",
+    } <= set(raw["throughput_per_s"])  # type: ignore[index]
+    assert set(raw["throughput_per_s"]["2_callers_1_threads_spin_off"]) == {1, 2}  # type: ignore[index]
     assert raw["best"]["per_s"] > 0  # type: ignore[index]
-    assert {"p50_vs_raw_batch_1", "throughput_2_clients_vs_raw_best"} <= set(summary["ratios"])  # type: ignore[arg-type]
+    assert {
+        "p50_vs_raw_best_batch_1",
+        "p99_vs_raw_best_batch_1",
+        "throughput_2_clients_vs_raw_best",
+    } <= set(summary["ratios"])  # type: ignore[arg-type]
+    assert set(service["cpu_ms_outside_session"]) == {"one_client", "2_clients"}  # type: ignore[index]
     assert summary["settings"]["strips"].startswith("noise: no 256x1600 Severstal strips")  # type: ignore[index]
 
 
