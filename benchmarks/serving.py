@@ -56,7 +56,8 @@ from service.config import Settings, get_settings
 from service.host import host_description
 from service.inference.inspector import ONNX_FILE, lane_threads, session_threads
 from service.inference.preprocess import prepare_batch
-from service.inference.runtime import OnnxSegmenter, SpinMode
+from service.inference.runtime import OnnxSegmenter
+from service.inference.spinning import SpinMode
 from service.store import ModelStore
 
 K = TypeVar("K", bound=Hashable)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.events.alarms import AlarmRule, unique_names
-from service.inference.runtime import SpinMode
+from service.inference.spinning import SpinMode
 
 Role = Literal["inspect", "read", "admin"]
 KeepImages = Literal["all", "defects", "none"]
@@ -23,6 +23,9 @@ class ApiKey(BaseModel):
     name: str = Field(min_length=1, max_length=64, description="who holds it, for logs")
     role: Role
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the key")
+
+
+_SPINNING_BOOLEANS = {"true": "on", "1": "on", "false": "off", "0": "off"}
 
 
 class Settings(BaseSettings):
@@ -193,9 +196,7 @@ class Settings(BaseSettings):
         """``ONNX_SPINNING=true|false`` (the older boolean form) means ``on`` or ``off``."""
         if isinstance(value, bool):
             return "on" if value else "off"
-        if isinstance(value, str) and value.lower() in {"true", "1", "false", "0"}:
-            return "on" if value.lower() in {"true", "1"} else "off"
-        return value
+        return _SPINNING_BOOLEANS.get(value.lower(), value) if isinstance(value, str) else value
 
 
 @lru_cache(maxsize=1)

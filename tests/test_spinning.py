@@ -10,7 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.inference.runtime import SPIN_MODES, OnnxSegmenter
+from service.inference.runtime import OnnxSegmenter
+from service.inference.spinning import SPIN_MODES
 
 PROBE = Path(__file__).parent / "data" / "models" / "probe.onnx"
 

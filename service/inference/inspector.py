@@ -22,12 +22,12 @@ import numpy as np
 
 from service import rle
 from service.defects import DefectValues
-from service.inference import runtime
 from service.inference.batcher import Batcher, BatchResult
 from service.inference.decode import decode_strip
 from service.inference.postprocess import LogitCut, mean_probability
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter, available_providers
+from service.inference.spinning import SpinMode
 from service.metrics import count_model_swap_failure, set_live_model
 from service.store import ONNX_FILE, Manifest, ModelStore, ModelVersion, StoreError
 
@@ -46,7 +46,7 @@ class ServingOptions:
     providers: Sequence[str] = DEFAULT_PROVIDERS
     threads: int | None = None
     """Intra-op threads of the session; None: one per core."""
-    spinning: runtime.SpinMode = "off"
+    spinning: SpinMode = "off"
     """When the session's threads busy-wait for work (see ``OnnxSegmenter``)."""
     max_batch: int = 8
     max_wait_ms: float = 2.0

@@ -6,14 +6,13 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, get_args
 
 import numpy as np
 import onnxruntime as ort
 
+from service.inference.spinning import SpinMode
+
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
-SpinMode = Literal["off", "during_runs", "on"]
-SPIN_MODES: tuple[SpinMode, ...] = get_args(SpinMode)
 
 
 def available_providers(requested: Sequence[str]) -> list[str]:
