@@ -29,6 +29,7 @@ echo '{}' > "$report"
 say() { echo "[test-images] $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 now() { date +%s.%N; }
+since() { python3 -c "print(round($(now) - $1, $2))"; }  # seconds since $1, $2 decimals
 record() { python3 - "$report" "$@" <<'PY'
 import json, sys
 path, key, value = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -83,7 +84,7 @@ build() {  # name, then docker build arguments
     docker build --no-cache --network host --build-arg BASE_IMAGE="$base" "$@" . \
         > "$work/build-$name.log" 2>&1 \
         || fail "building $name: see $work/build-$name.log"
-    record "build_seconds_$name" "$(python3 -c "print(round($(now) - $start, 1))")"
+    record "build_seconds_$name" "$(since "$start" 1)"
 }
 if [ "${REUSE_IMAGES:-0}" = 1 ] && docker image inspect "$api_image" "$worker_image" >/dev/null 2>&1; then
     say "REUSE_IMAGES=1: checking the images already built"
@@ -104,10 +105,8 @@ docker run --rm "$worker_image" python -c "import torch, torch_pruning, onnx, sa
     || fail "the worker image lacks its training packages"
 
 # 3. The API container against this machine's Postgres.
-psql "${postgres_url#postgresql+psycopg://}/postgres" -q -c "DROP DATABASE IF EXISTS $database" \
-    -c "CREATE DATABASE $database" >/dev/null 2>&1 \
-    || psql -h 127.0.0.1 -U postgres -d test -q -c "DROP DATABASE IF EXISTS $database" \
-        -c "CREATE DATABASE $database" >/dev/null
+psql "postgresql://${postgres_url#*://}/postgres" -q -c "DROP DATABASE IF EXISTS $database" \
+    -c "CREATE DATABASE $database" >/dev/null
 database_url="$postgres_url/$database"
 key="$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
 entry="$(printf '%s' "$key" | .venv/bin/python -m service hash-key --quiet --name test-images --role admin)"
@@ -123,7 +122,7 @@ for _ in $(seq 600); do
     sleep 0.1
 done
 curl -fs "127.0.0.1:$api_port/readyz" >/dev/null || { docker logs si-test-api; fail "the API never became ready"; }
-record seconds_run_to_ready "$(python3 -c "print(round($(now) - $start, 2))")"
+record seconds_run_to_ready "$(since "$start" 2)"
 
 post_strip() {  # port; prints the answer's JSON
     curl -fsS -X POST "127.0.0.1:$1/v1/inspect?camera_id=images-test&line_id=line-1" \
@@ -141,7 +140,7 @@ print(len(answer["defects"]), answer["timings_ms"]["total"])'
 }
 start="$(now)"
 answer="$(post_strip "$api_port")" || { docker logs si-test-api; fail "the strip was refused"; }
-record seconds_first_answer "$(python3 -c "print(round($(now) - $start, 3))")"
+record seconds_first_answer "$(since "$start" 3)"
 record first_answer_defects_and_server_ms "$(echo "$answer" | check_answer | tr ' ' ,)"
 stored="$(echo "$answer" | python3 -c 'import json, sys; print(json.load(sys.stdin)["inspection_id"])')"
 curl -fsS -H "Authorization: Bearer $key" "127.0.0.1:$api_port/v1/inspections/$stored" >/dev/null \
@@ -193,7 +192,7 @@ for _ in $(seq 900); do
     sleep 0.2
 done
 curl -fs "127.0.0.1:$compose_port/readyz" >/dev/null || { compose logs; fail "the compose API never became ready"; }
-record seconds_compose_up_to_ready "$(python3 -c "print(round($(now) - $start, 1))")"
+record seconds_compose_up_to_ready "$(since "$start" 1)"
 post_strip "$compose_port" | check_answer >/dev/null || { compose logs api; fail "compose: the strip was refused"; }
 [ "$(compose ps --quiet worker | wc -l)" = 2 ] || fail "compose: two workers expected"
 for worker in $(compose ps --quiet worker); do
