@@ -45,7 +45,8 @@ def _unusable_database(tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def _readyz(model_store: ModelStore, tmp_path: Path, **overrides: object) -> httpx.Response:
+def _settings(model_store: ModelStore, tmp_path: Path, **overrides: object) -> Settings:
+    """The probe model with an unusable database and a writable spool, plus ``overrides``."""
     values: dict[str, object] = {
         "database_url": _unusable_database(tmp_path),
         "model_store": model_store.root,
@@ -53,8 +54,11 @@ def _readyz(model_store: ModelStore, tmp_path: Path, **overrides: object) -> htt
         "spool_dir": tmp_path / "spool",
         "warmup_runs": 1,
     }
-    settings = Settings(_env_file=None, **(values | overrides))  # type: ignore[arg-type]
-    with TestClient(create_app(settings)) as client:
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[arg-type]
+
+
+def _readyz(model_store: ModelStore, tmp_path: Path, **overrides: object) -> httpx.Response:
+    with TestClient(create_app(_settings(model_store, tmp_path, **overrides))) as client:
         return client.get("/readyz")
 
 
@@ -132,16 +136,9 @@ def _readyz_by_caller(
 ) -> dict[str, httpx.Response]:
     """/readyz of a keyed app as answered to no key, an unknown key and a key of each role."""
     keys = [key_entry(key, name=f"{role}-key", role=role) for role, key in KEYS.items()]
-    values: dict[str, object] = {
-        "database_url": _unusable_database(tmp_path),
-        "model_store": model_store.root,
-        "model_name": "probe",
-        "spool_dir": tmp_path / "spool",
-        "warmup_runs": 1,
-        "api_keys": keys,
-        "mqtt_url": "mqtt://127.0.0.1:9",
-    }
-    settings = Settings(_env_file=None, **(values | overrides))  # type: ignore[arg-type]
+    settings = _settings(
+        model_store, tmp_path, **({"api_keys": keys, "mqtt_url": "mqtt://127.0.0.1:9"} | overrides)
+    )
     callers = {"none": None, "unknown": secrets.token_urlsafe(32), **KEYS}
     with TestClient(create_app(settings)) as client:
         return {
