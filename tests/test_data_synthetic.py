@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from service.data import SeverstalDataset, generate_synthetic, read_train_csv, render_strip
-from service.data.synthetic import _background, _quantise
+from service.data.synthetic import _quantise, compose_strip
+from service.evaluation.real import off_steel_mask
 
 N, SEED = 40, 3
 
@@ -59,14 +60,49 @@ def test_defect_statistics(generated: Path) -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_masks_are_exactly_the_altered_pixels(seed: int) -> None:
-    image, masks = render_strip(np.random.default_rng([seed, 0]), defect_free_fraction=0.0)
-    background = _quantise(_background(np.random.default_rng([seed, 0])))
+    composition = compose_strip(np.random.default_rng([seed, 0]), defect_free_fraction=0.0)
+    image, masks = composition.image, composition.masks
+    background = _quantise(composition.scene.background)
     assert image.shape == (256, 1600) and image.dtype == np.uint8
     assert masks.shape == (4, 256, 1600) and masks.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 1}
     assert masks.any()
     assert masks.sum(axis=0).max() <= 1  # one class per pixel
     np.testing.assert_array_equal(image != background, masks.any(axis=0))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_defects_lie_on_steel_only(seed: int) -> None:
+    composition = compose_strip(np.random.default_rng([seed, 1]), defect_free_fraction=0.0)
+    assert not (composition.masks.any(axis=0) & ~composition.scene.steel).any()
+
+
+def test_some_strips_have_black_off_steel_margins() -> None:
+    """About half the strips show a margin at one end or both; it is near black, and the
+    real-strip margin finder sees it where the scene put it."""
+    with_margin = 0
+    for i in range(40):
+        rng = np.random.default_rng([9, i])
+        composition = compose_strip(rng, defect_free_fraction=1.0)
+        off_steel = ~composition.scene.steel
+        if not off_steel.any():
+            continue
+        with_margin += 1
+        assert np.median(composition.image[off_steel]) < 20
+        assert composition.scene.steel.sum(axis=1).min() >= 500
+        found = off_steel_mask(composition.image)
+        overlap = (found & off_steel).sum() / off_steel.sum()
+        assert overlap > 0.9 and (found & ~off_steel).sum() < 0.05 * off_steel.sum()
+    assert 10 <= with_margin <= 30
+
+
+def test_camera_blurs_and_compresses_but_keeps_the_scene() -> None:
+    rng = np.random.default_rng([3, 0])
+    composition = compose_strip(rng, defect_free_fraction=0.0)
+    image, masks = render_strip(np.random.default_rng([3, 0]), defect_free_fraction=0.0)
+    np.testing.assert_array_equal(masks, composition.masks)
+    difference = image.astype(np.int16) - composition.image
+    assert difference.any() and np.abs(difference).mean() < 6
 
 
 def test_defect_free_strip() -> None:

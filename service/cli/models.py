@@ -1,5 +1,5 @@
-"""The model store: ``publish`` a training run, ``evaluate`` a version, list ``models``, move an
-``alias``."""
+"""The model store: ``publish`` a training run, ``evaluate`` a version (on a dataset split, or
+on the real Severstal strips: ``evaluate-real``), list ``models``, move an ``alias``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from service.data.catalog import SPLITS
 
 
 def register(commands: Commands, settings: Settings) -> None:
-    for add in (add_publish, add_evaluate, add_models, add_alias):
+    for add in (add_publish, add_evaluate, add_evaluate_real, add_models, add_alias):
         add(commands, settings)
 
 
@@ -88,6 +88,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             **scores,
         }
     )
+    return 0
+
+
+def add_evaluate_real(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands,
+        "evaluate-real",
+        cmd_evaluate_real,
+        "a version on the 20 real Severstal strips, served as the API serves it: clean pairs "
+        "flagged, defect pairs found, Dice against predicting nothing, pixels off steel",
+    )
+    sub.add_argument("--model", default=settings.model_name, help="model name in the store")
+    sub.add_argument("--ref", default=settings.model_alias, help="version number or alias")
+    sub.add_argument(
+        "--samples",
+        type=Path,
+        default=settings.data_root / "severstal-samples",
+        help="the real strips (default: DATA_ROOT/severstal-samples)",
+    )
+    sub.add_argument("--per-strip", action="store_true", help="also print every strip's outcome")
+    add_store_option(sub, settings)
+
+
+def cmd_evaluate_real(args: argparse.Namespace) -> int:
+    from service.evaluation.real import load_real_strips
+    from service.evaluation.served import evaluate_version_on_real_strips
+    from service.store import ModelStore
+
+    report = evaluate_version_on_real_strips(
+        ModelStore(args.store), args.model, args.ref, load_real_strips(args.samples)
+    )
+    if not args.per_strip:
+        for figures in report["results"].values():
+            figures.pop("per_strip")
+    print_json(report)
     return 0
 
 

@@ -45,6 +45,11 @@ def add_train(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--encoder", default="resnet18", choices=ENCODER_NAMES, help="encoder")
     sub.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
+    sub.add_argument(
+        "--presence-head",
+        action="store_true",
+        help="add the per-class presence head (the classification gate) on the encoder",
+    )
     sub.add_argument("--epochs", type=int, default=10, help="epochs")
     sub.add_argument("--batch", type=int, default=8, help="batch size")
     sub.add_argument("--crop", type=size, default=(256, 256), help="training crop HxW")
@@ -65,6 +70,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             encoder=args.encoder,
             width_multiplier=args.width,
             in_channels=args.in_channels,
+            presence_head=args.presence_head,
             epochs=args.epochs,
             batch_size=args.batch,
             crop=args.crop,

@@ -130,7 +130,7 @@ def _graph(model: SegmentationModel) -> tp.DependencyGraph:
 def _groups(graph: tp.DependencyGraph, model: SegmentationModel) -> list[tp.dependency.Group]:
     return list(
         graph.get_all_groups(
-            ignored_layers=[model.classifier], root_module_types=[nn.Conv2d, nn.Linear]
+            ignored_layers=model.output_layers, root_module_types=[nn.Conv2d, nn.Linear]
         )
     )
 

@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from service.nets import split_outputs
 from service.training.crops import TrainingCrops
-from service.training.losses import BceDiceLoss
+from service.training.losses import SegmentationLoss
 from service.training.train import (
     Objective,
     Optimisation,
@@ -25,22 +26,29 @@ WEIGHT_DECAY = 1e-4
 
 
 def distillation_objective(teacher: nn.Module, weight: float) -> Objective:
-    """BCE + Dice against the masks, plus ``weight`` x BCE against the teacher's probabilities.
+    """The task loss against the masks, plus ``weight`` x BCE against the teacher's
+    probabilities (pixels, and presence scores where both nets have a presence head).
 
     Soft-target BCE rather than MSE on probabilities: its gradient, sigmoid(student) - teacher,
     does not vanish where the student's logits saturate.
     """
-    task_loss = BceDiceLoss()
+    task_loss = SegmentationLoss()
     teacher.eval()
 
     def objective(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        logits = model(images)
+        logits, presence = split_outputs(model(images))
         with torch.no_grad():
-            soft_targets = torch.sigmoid(teacher(images).float())
-        distill = F.binary_cross_entropy_with_logits(logits.float(), soft_targets)
-        return task_loss(logits, masks) + weight * distill
+            teacher_logits, teacher_presence = split_outputs(teacher(images))
+        distill = _soft_bce(logits, teacher_logits)
+        if presence is not None and teacher_presence is not None:
+            distill = distill + _soft_bce(presence, teacher_presence)
+        return task_loss(logits, presence, masks) + weight * distill
 
     return objective
+
+
+def _soft_bce(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(student.float(), torch.sigmoid(teacher.float()))
 
 
 def finetune(

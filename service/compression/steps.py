@@ -24,7 +24,7 @@ from service.compression.importance import make_importance
 from service.compression.job import CompressionJob
 from service.compression.state import completed_steps, load_step_model, save_step
 from service.nets import build_model, record_layer_shapes
-from service.training.losses import BceDiceLoss
+from service.training.losses import SegmentationLoss
 from service.training.train import Objective, task_objective
 
 PRUNE, FINETUNE = "prune", "finetune"
@@ -157,7 +157,7 @@ def _finish(
 def _objective(job: CompressionJob) -> Objective:
     if job.config.distill:
         return distillation_objective(job.source, job.config.distill_weight)
-    return task_objective(BceDiceLoss())
+    return task_objective(SegmentationLoss())
 
 
 def _scored(job: CompressionJob, measured: dict[str, Any]) -> dict[str, Any]:

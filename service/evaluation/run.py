@@ -10,12 +10,13 @@ from tqdm import tqdm
 from service.data.base import Sample, SegmentationDataset
 from service.evaluation.metrics import DiceAccumulator
 from service.evaluation.tuning import PostprocessTuner, min_area_candidates
+from service.inference.outputs import Prediction, split_prediction
 from service.inference.postprocess import probabilities_to_masks, sigmoid
 from service.inference.preprocess import prepare_batch
 from service.store.manifest import ClassPostprocess, InputSpec
 
-Predictor = Callable[[np.ndarray], np.ndarray]
-"""(N, C, H, W) float32 normalised batch -> (N, classes, H, W) logits."""
+Predictor = Callable[[np.ndarray], Prediction]
+"""(N, C, H, W) float32 normalised batch -> its prediction."""
 
 
 def predict_dataset(
@@ -25,8 +26,9 @@ def predict_dataset(
     batch_size: int = 4,
     progress: bool = True,
     description: str = "predict",
-) -> Iterator[tuple[Sample, np.ndarray]]:
-    """Yield each sample with its (C, H, W) probabilities at the sample's own size."""
+) -> Iterator[tuple[Sample, np.ndarray, np.ndarray | None]]:
+    """Yield each sample with its (C, H, W) probabilities at the sample's own size and, from a
+    gated model, its (C,) presence probabilities."""
     pending: list[Sample] = []
     for index in tqdm(range(len(dataset)), desc=description, disable=not progress, leave=False):
         sample = dataset[index]
@@ -40,11 +42,12 @@ def predict_dataset(
 
 def _run_batch(
     predictor: Predictor, samples: list[Sample], spec: InputSpec
-) -> Iterator[tuple[Sample, np.ndarray]]:
+) -> Iterator[tuple[Sample, np.ndarray, np.ndarray | None]]:
     height, width = samples[0].image.shape
-    logits = predictor(prepare_batch([s.image for s in samples], spec))
+    logits, presence = split_prediction(predictor(prepare_batch([s.image for s in samples], spec)))
     probabilities = sigmoid(logits[..., :height, :width])
-    yield from zip(samples, probabilities, strict=True)
+    presences = [None] * len(samples) if presence is None else list(sigmoid(presence))
+    yield from zip(samples, probabilities, presences, strict=True)
 
 
 def tune_postprocess(
@@ -54,13 +57,14 @@ def tune_postprocess(
     batch_size: int = 4,
     progress: bool = True,
 ) -> tuple[list[ClassPostprocess], list[float]]:
-    """Per-class threshold and minimum area that maximise Dice on ``dataset``."""
+    """Per-class threshold, minimum area and (for a gated model) gate that maximise Dice on
+    ``dataset``."""
     tuner = PostprocessTuner(num_classes=len(dataset.classes))
     shape: tuple[int, int] | None = None
-    for sample, probabilities in predict_dataset(
+    for sample, probabilities, presence in predict_dataset(
         predictor, dataset, spec, batch_size, progress, "tune"
     ):
-        tuner.add(probabilities, sample.masks)
+        tuner.add(probabilities, sample.masks, presence)
         shape = sample.image.shape
     if shape is None:
         raise ValueError("cannot tune post-processing on an empty dataset")
@@ -74,11 +78,14 @@ def evaluate(
     postprocess: Sequence[ClassPostprocess],
     batch_size: int = 4,
     progress: bool = True,
+    gated: bool = True,
 ) -> dict[str, object]:
-    """Competition Dice, per-class Dice, Dice over non-empty pairs and mIoU."""
+    """Competition Dice, per-class Dice, Dice over non-empty pairs and mIoU; ``gated=False``
+    scores a gated model without its gate."""
     accumulator = DiceAccumulator([c.name for c in dataset.classes])
-    for sample, probabilities in predict_dataset(
+    for sample, probabilities, presence in predict_dataset(
         predictor, dataset, spec, batch_size, progress, "evaluate"
     ):
-        accumulator.add(probabilities_to_masks(probabilities, postprocess), sample.masks)
+        masks = probabilities_to_masks(probabilities, postprocess, presence if gated else None)
+        accumulator.add(masks, sample.masks)
     return accumulator.result()

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from service import metrics
+from service.inference.outputs import Prediction, split_prediction
 
-RunBatch = Callable[[np.ndarray], np.ndarray]
-"""(N, C, H, W) float32 batch -> (N, classes, H, W) logits."""
+RunBatch = Callable[[np.ndarray], Prediction]
+"""(N, C, H, W) float32 batch -> (N, classes, H, W) logits (and (N, classes) presence logits)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class BatchResult:
 
     logits: np.ndarray
     """(classes, H, W) logits of this strip."""
+    presence: np.ndarray | None
+    """(classes,) presence logits of this strip, from a gated model."""
     queue_ms: float
     """From handing the strip in to the start of its batch's run."""
     inference_ms: float
@@ -171,7 +174,7 @@ class Batcher:
         wide = run is self._run
         loop = asyncio.get_running_loop()
         try:
-            logits = await loop.run_in_executor(self._threads, self._infer, run, planes)
+            prediction = await loop.run_in_executor(self._threads, self._infer, run, planes)
         except Exception as error:  # the session failed: every request of the batch hears why
             for item in batch:
                 if not item.future.done():
@@ -184,11 +187,19 @@ class Batcher:
         seconds = time.perf_counter() - started
         waits = [started - item.since for item in batch]
         metrics.observe_batch(self._model, self._version, seconds, waits, in_lane=not wide)
+        logits, presence = split_prediction(prediction)
         for index, (item, wait) in enumerate(zip(batch, waits, strict=True)):
             if not item.future.done():
-                item.future.set_result(BatchResult(logits[index], wait * 1000.0, seconds * 1000.0))
+                item.future.set_result(
+                    BatchResult(
+                        logits[index],
+                        None if presence is None else presence[index],
+                        wait * 1000.0,
+                        seconds * 1000.0,
+                    )
+                )
 
     @staticmethod
-    def _infer(run: RunBatch, planes: list[np.ndarray]) -> np.ndarray:
+    def _infer(run: RunBatch, planes: list[np.ndarray]) -> Prediction:
         batch = planes[0][np.newaxis] if len(planes) == 1 else np.stack(planes)
         return run(batch)

@@ -24,7 +24,8 @@ from service import rle
 from service.defects import DefectValues
 from service.inference.batcher import Batcher, BatchResult
 from service.inference.decode import decode_strip
-from service.inference.postprocess import LogitCut, mean_probability
+from service.inference.outputs import split_prediction
+from service.inference.postprocess import LogitCut, gate_closed, mean_probability, sigmoid
 from service.inference.preprocess import prepare_batch
 from service.inference.runtime import DEFAULT_PROVIDERS, OnnxSegmenter, available_providers
 from service.inference.spinning import SpinMode
@@ -115,6 +116,12 @@ class Inspector:
             )
         self._cuts = [LogitCut.of(rule) for rule in self._rules]
         self.segmenter = self._session(version, session_threads(options))
+        gated = [rule.class_id for rule in self._rules if rule.gate is not None]
+        if gated and not self.segmenter.gated:
+            raise ModelLoadError(
+                f"{self.name} v{self.version}: classes {gated} have a gate but {ONNX_FILE} has "
+                "no presence output"
+            )
         lanes = lane_threads(options)
         self.lane_segmenter = None if lanes is None else self._session(version, lanes)
         self.batcher = Batcher(
@@ -173,38 +180,60 @@ class Inspector:
             batch = np.repeat(plane[np.newaxis], size, axis=0)
             try:
                 for _, session in itertools.product(range(self.options.warmup_runs), sessions):
-                    logits = session(batch)
+                    logits, presence = split_prediction(session(batch))
             except Exception as error:  # e.g. an input the manifest describes wrongly
                 raise ModelLoadError(
                     f"{self.name} v{self.version}: a blank batch of {size} fails: {error}"
                 ) from error
-            expected = (size, len(self._rules), *plane.shape[1:])
-            if logits.shape != expected:
-                raise ModelLoadError(
-                    f"{self.name} v{self.version}: the model returns {logits.shape} for a batch "
-                    f"of {size}, the manifest implies {expected}"
-                )
-        self.find_defects(logits[0])
+            self._check_shapes(size, logits, presence, plane.shape[1:])
+        self.find_defects(logits[0], None if presence is None else presence[0])
         rle.warm_up()
         self.warmed = True
+
+    def _check_shapes(
+        self,
+        size: int,
+        logits: np.ndarray,
+        presence: np.ndarray | None,
+        plane_shape: tuple[int, ...],
+    ) -> None:
+        classes = len(self._rules)
+        expected = (size, classes, *plane_shape)
+        if logits.shape != expected:
+            raise ModelLoadError(
+                f"{self.name} v{self.version}: the model returns {logits.shape} for a batch "
+                f"of {size}, the manifest implies {expected}"
+            )
+        if presence is not None and presence.shape != (size, classes):
+            raise ModelLoadError(
+                f"{self.name} v{self.version}: the presence output is {presence.shape} for a "
+                f"batch of {size}, the manifest implies {(size, classes)}"
+            )
 
     def prepare(self, data: bytes, content_type: str) -> np.ndarray:
         """Decode and validate a body (see ``decode_strip``) into the (C, H', W') input plane."""
         strip = decode_strip(data, content_type, height=self.shape[0], width=self.shape[1])
         return prepare_batch([strip], self.manifest.input)[0]
 
-    def find_defects(self, logits: np.ndarray) -> list[DefectValues]:
-        """(classes, H', W') logits of one strip -> its defects, ordered by class id.
+    def find_defects(
+        self, logits: np.ndarray, presence: np.ndarray | None = None
+    ) -> list[DefectValues]:
+        """(classes, H', W') logits (and (classes,) presence logits) of one strip -> its
+        defects, ordered by class id.
 
-        The masks are those of ``probabilities_to_masks(sigmoid(logits))`` (what evaluation
-        scores), computed without a sigmoid over the whole strip: see ``LogitCut``. The classes
-        are post-processed one after the other, not on threads of their own: the passes are
-        memory-bound and take the GIL in between, so splitting them made a lone strip slower.
+        The masks are those of ``probabilities_to_masks(sigmoid(logits), rules,
+        sigmoid(presence))`` (what evaluation scores), computed without a sigmoid over the
+        whole strip: see ``LogitCut``. A class its gate drops costs no pixel pass at all. The
+        classes are post-processed one after the other, not on threads of their own: the
+        passes are memory-bound and take the GIL in between, so splitting them made a lone
+        strip slower.
         """
         height, width = self.shape
+        scores = [None] * len(self._rules) if presence is None else sigmoid(presence).tolist()
         found = (
             self._class_defect(channel, logits[channel, :height, :width])
             for channel in range(len(self._rules))
+            if not gate_closed(self._rules[channel], scores[channel])
         )
         return [defect for defect in found if defect is not None]
 
@@ -246,7 +275,7 @@ class Inspector:
         each hop between the event loop and a thread costs a fraction of a millisecond per request.
         """
         start = time.perf_counter()
-        defects = self.find_defects(result.logits)
+        defects = self.find_defects(result.logits, result.presence)
         return Findings(
             defects=defects,
             decode_ms=decoded.decode_ms,

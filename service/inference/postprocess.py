@@ -1,7 +1,10 @@
-"""Probabilities to defect masks: per-class threshold, then a minimum total area.
+"""Probabilities to defect masks: per-class threshold, then a minimum total area, then the
+classification gate.
 
 The minimum area applies to the whole mask of a class in a strip (the rule the Severstal
-competition winners used): a few stray pixels above threshold are noise, not a defect.
+competition winners used): a few stray pixels above threshold are noise, not a defect. The gate
+(their other rule) drops a class whose presence probability, from the model's presence head, is
+under the class's gate threshold, whatever its pixels say.
 """
 
 from __future__ import annotations
@@ -14,10 +17,19 @@ import numpy as np
 from service.store.manifest import ClassPostprocess
 
 
+def gate_closed(rule: ClassPostprocess, presence: float | None) -> bool:
+    """True when the rule's gate drops the class: a gate, a presence score, and the score
+    under it. A model without a presence head, or a rule without a gate, is never gated."""
+    return rule.gate is not None and presence is not None and presence < rule.gate
+
+
 def probabilities_to_masks(
-    probabilities: np.ndarray, postprocess: Sequence[ClassPostprocess]
+    probabilities: np.ndarray,
+    postprocess: Sequence[ClassPostprocess],
+    presence: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(C, H, W) probabilities -> (C, H, W) uint8 masks, classes ordered by id."""
+    """(C, H, W) probabilities (and (C,) presence probabilities of a gated model) -> (C, H, W)
+    uint8 masks, classes ordered by id."""
     if probabilities.ndim != 3 or probabilities.shape[0] != len(postprocess):
         raise ValueError(
             f"expected ({len(postprocess)}, H, W) probabilities, got {probabilities.shape}"
@@ -25,7 +37,8 @@ def probabilities_to_masks(
     masks = np.empty(probabilities.shape, dtype=np.uint8)
     for channel, rule in enumerate(sorted(postprocess, key=lambda r: r.class_id)):
         mask = probabilities[channel] > rule.threshold
-        if mask.sum() < rule.min_area:
+        score = None if presence is None else float(presence[channel])
+        if mask.sum() < rule.min_area or gate_closed(rule, score):
             mask[:] = False
         masks[channel] = mask
     return masks

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from service.inference.outputs import Prediction
 from service.inference.spinning import SpinMode
 
 DEFAULT_PROVIDERS: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -76,10 +77,14 @@ class OnnxSegmenter:
             str(model_path), sess_options=options, providers=available_providers(providers)
         )
         self.input_name = self.session.get_inputs()[0].name
+        self.gated = len(self.session.get_outputs()) > 1
+        """The graph's second output is the presence logits of a presence head."""
 
     @property
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+    def __call__(self, batch: np.ndarray) -> Prediction:
+        """The logits, and the presence logits of a gated graph."""
+        outputs = self.session.run(None, {self.input_name: batch})
+        return (outputs[0], outputs[1]) if self.gated else outputs[0]

@@ -2,6 +2,8 @@
 
 Every model is a SegmentationModel: `encoder`, `decoder`, `head`, `classifier` (the conv that
 emits the class logits) and forward(x) -> logits (N, num_classes, H, W) for H, W divisible by 32.
+A model built with a presence head (the classification gate) also has `presence` and returns
+(logits, presence logits (N, num_classes)); `split_outputs` reads either form.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Architecture:
     num_classes: int
     width_multiplier: float = 1.0
     layer_shapes: dict[str, list[int]] | None = None
+    presence_head: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("family", self.family, FAMILIES)
@@ -71,23 +74,67 @@ class Architecture:
             layer_shapes=None
             if shapes is None
             else {name: [int(size) for size in shape] for name, shape in shapes.items()},
+            presence_head=bool(data.get("presence_head", False)),
         )
 
 
+class PresenceHead(nn.Module):
+    """Per-class presence logits from the deepest encoder feature: a 1x1 conv to one map per
+    class, then its maximum over the image.
+
+    The maximum, not the mean, so a small defect scores as high on a whole 256x1600 strip as on
+    the crop it was trained on: the score says "somewhere", whatever the image size.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, deepest: torch.Tensor) -> torch.Tensor:
+        return self.classifier(deepest).amax(dim=(2, 3))
+
+
 class SegmentationModel(nn.Module):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        head: nn.Module,
+        presence: PresenceHead | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
+        self.presence = presence
 
     @property
     def classifier(self) -> nn.Conv2d:
         """The head's last conv: pruning must leave its outputs (the classes) alone."""
         return [m for m in self.head.modules() if isinstance(m, nn.Conv2d)][-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.decoder(self.encoder(x)))
+    @property
+    def output_layers(self) -> list[nn.Module]:
+        """The layers whose outputs are the classes: never pruned."""
+        if self.presence is None:
+            return [self.classifier]
+        return [self.classifier, self.presence.classifier]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = self.encoder(x)
+        logits = self.head(self.decoder(features))
+        if self.presence is None:
+            return logits
+        return logits, self.presence(features[-1])
+
+
+def split_outputs(
+    outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(segmentation logits, presence logits or None) of either kind of model."""
+    if isinstance(outputs, tuple):
+        return outputs
+    return outputs, None
 
 
 def build_model(arch: Architecture) -> SegmentationModel:
@@ -96,7 +143,10 @@ def build_model(arch: Architecture) -> SegmentationModel:
     decoder, head = FAMILIES[arch.family](
         encoder.out_channels, arch.num_classes, arch.width_multiplier
     )
-    model = SegmentationModel(encoder, decoder, head)
+    presence = (
+        PresenceHead(encoder.out_channels[-1], arch.num_classes) if arch.presence_head else None
+    )
+    model = SegmentationModel(encoder, decoder, head, presence)
     if arch.layer_shapes is not None:
         _apply_layer_shapes(model, arch.layer_shapes)
     return model

@@ -35,11 +35,13 @@ class InputSpec(_Strict):
 
 
 class ClassPostprocess(_Strict):
-    """A class is reported when its pixels above ``threshold`` cover at least ``min_area``."""
+    """A class is reported when its pixels above ``threshold`` cover at least ``min_area`` and,
+    for a model with a presence head, its presence probability is at least ``gate``."""
 
     class_id: int = Field(ge=1)
     threshold: float = Field(gt=0.0, lt=1.0)
     min_area: int = Field(ge=0)
+    gate: float | None = Field(default=None, ge=0.0, lt=1.0)
 
 
 class ArchitectureSpec(_Strict):
@@ -49,6 +51,8 @@ class ArchitectureSpec(_Strict):
     num_classes: int
     width_multiplier: float = 1.0
     layer_shapes: dict[str, list[int]] | None = None
+    presence_head: bool = False
+    """The ONNX graph has a second output, (N, classes) presence logits: the gate's scores."""
 
 
 class Metrics(BaseModel):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from service.evaluation.run import Predictor
+from service.inference.outputs import split_prediction
 from service.inference.postprocess import probabilities_to_masks, sigmoid
 from service.inference.preprocess import padded_size, prepare_batch
 from service.store.manifest import ClassPostprocess, InputSpec
@@ -26,10 +27,17 @@ class ParityError(RuntimeError):
 
 
 def export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
-    """Export with dynamic batch, height and width axes (any size divisible by 32 runs)."""
+    """Export with dynamic batch, height and width axes (any size divisible by 32 runs); a
+    model with a presence head gets a second output, ``presence`` (batch, classes)."""
     height, width = padded_size(spec.height, spec.width)
     example = torch.zeros(1, spec.channels, height, width)
     model = model.eval().cpu()
+    axes = {
+        "image": {0: "batch", 2: "height", 3: "width"},
+        "logits": {0: "batch", 2: "height", 3: "width"},
+    }
+    if getattr(model, "presence", None) is not None:
+        axes["presence"] = {0: "batch"}
     with torch.no_grad():
         torch.onnx.export(
             model,
@@ -37,11 +45,8 @@ def export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
             str(path),
             opset_version=OPSET,
             input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={
-                "image": {0: "batch", 2: "height", 3: "width"},
-                "logits": {0: "batch", 2: "height", 3: "width"},
-            },
+            output_names=list(axes)[1:],
+            dynamic_axes=axes,
             dynamo=False,
         )
 
@@ -53,15 +58,28 @@ def check_parity(
     spec: InputSpec,
     postprocess: Sequence[ClassPostprocess],
 ) -> dict[str, float | int]:
-    """Compare logits and thresholded masks of both engines on real images; raise if they differ."""
+    """Compare logits (presence logits too) and the gated, thresholded masks of both engines
+    on real images; raise if they differ."""
     worst_diff, equal_pixels, total_pixels = 0.0, 0, 0
     for image in images:
         batch = prepare_batch([image], spec)
-        expected, actual = torch_model(batch)[0], onnx_model(batch)[0]
-        worst_diff = max(worst_diff, float(np.abs(expected - actual).max()))
         height, width = image.shape
-        masks_expected = probabilities_to_masks(sigmoid(expected[:, :height, :width]), postprocess)
-        masks_actual = probabilities_to_masks(sigmoid(actual[:, :height, :width]), postprocess)
+        engines = [split_prediction(engine(batch)) for engine in (torch_model, onnx_model)]
+        (expected, expected_presence), (actual, actual_presence) = engines
+        if (expected_presence is None) != (actual_presence is None):
+            raise ParityError("one engine has a presence output and the other has none")
+        worst_diff = max(worst_diff, float(np.abs(expected - actual).max()))
+        if expected_presence is not None:
+            gap = float(np.abs(expected_presence - actual_presence).max())
+            worst_diff = max(worst_diff, gap)
+        masks_expected, masks_actual = (
+            probabilities_to_masks(
+                sigmoid(logits[0, :, :height, :width]),
+                postprocess,
+                None if presence is None else sigmoid(presence[0]),
+            )
+            for logits, presence in engines
+        )
         equal_pixels += int((masks_expected == masks_actual).sum())
         total_pixels += masks_expected.size
     report = {

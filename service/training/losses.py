@@ -1,5 +1,6 @@
 """BCE + soft Dice: BCE gives every pixel a gradient, Dice keeps small defects from being
-drowned by the background."""
+drowned by the background. A model with a presence head adds BCE on its presence logits
+against "the crop holds this class", so the gate learns from the very masks."""
 
 from __future__ import annotations
 
@@ -23,3 +24,31 @@ class BceDiceLoss(nn.Module):
         total = probabilities.sum(dims) + target.sum(dims)
         dice = (2 * intersection + self.smooth) / (total + self.smooth)
         return bce + self.dice_weight * (1 - dice.mean())
+
+
+PRESENCE_WEIGHT = 0.5
+
+
+def presence_targets(masks: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) masks -> (N, C): 1 where the image holds any pixel of the class."""
+    return masks.amax(dim=(2, 3))
+
+
+class SegmentationLoss(nn.Module):
+    """BceDiceLoss on the masks, plus ``presence_weight`` x BCE on presence logits if given."""
+
+    def __init__(self, presence_weight: float = PRESENCE_WEIGHT) -> None:
+        super().__init__()
+        self.masks = BceDiceLoss()
+        self.presence_weight = presence_weight
+
+    def forward(
+        self, logits: torch.Tensor, presence: torch.Tensor | None, target: torch.Tensor
+    ) -> torch.Tensor:
+        loss = self.masks(logits, target)
+        if presence is None:
+            return loss
+        presence_loss = F.binary_cross_entropy_with_logits(
+            presence.float(), presence_targets(target)
+        )
+        return loss + self.presence_weight * presence_loss

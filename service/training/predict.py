@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from service.evaluation.run import Predictor
+from service.inference.outputs import Prediction
+from service.nets import split_outputs
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -24,9 +26,11 @@ def torch_predictor(model: nn.Module, device: torch.device) -> Predictor:
     model.eval().to(device)
 
     @torch.no_grad()
-    def predict(batch: np.ndarray) -> np.ndarray:
+    def predict(batch: np.ndarray) -> Prediction:
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(torch.from_numpy(batch).to(device))
-        return logits.float().cpu().numpy()
+            logits, presence = split_outputs(model(torch.from_numpy(batch).to(device)))
+        if presence is None:
+            return logits.float().cpu().numpy()
+        return logits.float().cpu().numpy(), presence.float().cpu().numpy()
 
     return predict

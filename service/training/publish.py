@@ -73,6 +73,10 @@ ExtraMetrics = Callable[[CheckedVersion], dict[str, Any]]
 """The caller's own metrics of a checked version (latency, a comparison with its source)."""
 
 
+GATE_COMPARISON_KEYS = ("dice", "dice_per_class", "dice_nonempty", "miou", "iou_per_class")
+"""What a gated version also reports with its gate open, on the same held-out images."""
+
+
 def publish_checked(
     model: torch.nn.Module,
     predictor: Predictor,
@@ -99,6 +103,9 @@ def publish_checked(
     split = evaluation_split(dataset)
     held_out = open_dataset(dataset, split)
     scores = evaluate(predictor, held_out, spec, rules, progress=progress)
+    if any(rule.gate is not None for rule in rules):
+        ungated = evaluate(predictor, held_out, spec, rules, progress=progress, gated=False)
+        scores["without_gate"] = {key: ungated[key] for key in GATE_COMPARISON_KEYS}
     exported = _write_version_files(model, spec, rules, validation, folder)
     params, macs = count_params_and_macs(model, *padded_size(spec.height, spec.width))
     checked = CheckedVersion(rules, held_out, scores, exported, params, macs)

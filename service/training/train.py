@@ -29,10 +29,10 @@ from tqdm import tqdm
 
 from service.data.catalog import open_dataset
 from service.evaluation.run import evaluate
-from service.nets import Architecture, build_model
+from service.nets import Architecture, build_model, split_outputs
 from service.store.manifest import ClassPostprocess, InputSpec
 from service.training.crops import TrainingCrops
-from service.training.losses import BceDiceLoss
+from service.training.losses import SegmentationLoss
 from service.training.predict import resolve_device, torch_predictor
 
 RUN_FILE = "run.json"
@@ -55,6 +55,7 @@ class TrainConfig:
     encoder: str = "resnet18"
     width_multiplier: float = 1.0
     in_channels: int = 1
+    presence_head: bool = False
     epochs: int = 10
     batch_size: int = 8
     crop: tuple[int, int] = (256, 256)
@@ -127,6 +128,7 @@ def train(config: TrainConfig) -> TrainResult:
         in_channels=config.in_channels,
         num_classes=len(train_set.classes),
         width_multiplier=config.width_multiplier,
+        presence_head=config.presence_head,
     )
     model = build_model(arch).to(device)
     crops = TrainingCrops(
@@ -142,7 +144,7 @@ def train(config: TrainConfig) -> TrainResult:
     threshold_half = [
         ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in train_set.classes
     ]
-    objective = task_objective(BceDiceLoss())
+    objective = task_objective(SegmentationLoss())
     for epoch in range(start_epoch, config.epochs + 1):
         train_loss = train_one_epoch(
             model,
@@ -176,11 +178,12 @@ def train(config: TrainConfig) -> TrainResult:
     return result
 
 
-def task_objective(loss_fn: nn.Module) -> Objective:
-    """The plain objective: the loss of the model's logits against the masks."""
+def task_objective(loss_fn: SegmentationLoss) -> Objective:
+    """The plain objective: the loss of the model's outputs against the masks."""
 
     def objective(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return loss_fn(model(images), masks)
+        logits, presence = split_outputs(model(images))
+        return loss_fn(logits, presence, masks)
 
     return objective
 
