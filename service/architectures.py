@@ -1,5 +1,7 @@
-"""Names of the decoder families and encoders, importable without torch so the CLI and the
-API validate them from the same table that ``service.nets`` builds its registries over."""
+"""Names of the decoder families, encoders and loss reductions, importable without torch so the
+CLI and the API validate them from the same tables that ``service.nets`` and
+``service.training.losses`` build on."""
 
 FAMILY_NAMES: tuple[str, ...] = ("unet", "fpn")
 ENCODER_NAMES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
+DICE_REDUCTIONS: tuple[str, ...] = ("batch", "pairs")

@@ -14,6 +14,7 @@ COMMANDS = [
     "macs",
     "publish",
     "evaluate",
+    "evaluate-real",
     "models",
     "alias",
     "compress",

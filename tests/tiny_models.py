@@ -5,6 +5,9 @@ the tests never run) and served without torch, so that the API tests run where i
 
 - ``probe``: a 1x1 convolution whose class 1 fires exactly on bright pixels (> 200) and class 3
   on dark ones (< 20), so tests know precisely which masks must come back. ONNX only.
+- ``gated-probe`` (made from ``probe`` at test time, with onnx): the probe plus a presence
+  output, each class's maximum logit over the strip, class 3's lowered by 20, so a strip with
+  dark pixels fires class 3's pixels but its presence score stays under any gate over 0.001.
 - ``unet-tiny``: the real U-Net/ResNet-18 at its narrowest (width 1/32, every layer 8 channels
   or more), randomly initialised, to serve a real architecture; published with its weights, so
   that a compression job may name it as its source.
@@ -107,6 +110,60 @@ def publish_committed(root: Path) -> ModelStore:
         manifest = store.publish(model.name, draft, model.files())
         store.set_alias(model.name, "production", manifest.version)
     return store
+
+
+GATED_PROBE = "gated-probe"
+GATED_PROBE_PRESENCE_OFFSET = (0.0, 0.0, -20.0, 0.0)
+
+
+def write_gated_probe(path: Path) -> Path:
+    """``probe.onnx`` with a second output ``presence`` (see the module docstring)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(MODELS / "probe.onnx"))
+    graph = model.graph
+    logits = graph.output[0].name
+    offset = np.array(GATED_PROBE_PRESENCE_OFFSET, dtype=np.float32)
+    graph.initializer.append(numpy_helper.from_array(offset, "presence_offset"))
+    graph.node.extend(
+        [
+            helper.make_node("ReduceMax", [logits], ["peak"], axes=[2, 3], keepdims=0),
+            helper.make_node("Add", ["peak", "presence_offset"], ["presence"]),
+        ]
+    )
+    graph.output.append(
+        helper.make_tensor_value_info("presence", onnx.TensorProto.FLOAT, ["batch", 4])
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def publish_gated_probe(
+    store: ModelStore,
+    gates: dict[int, float | None],
+    folder: Path,
+    graph: Path | None = None,
+) -> int:
+    """Publish the gated probe with ``gates`` (class id -> gate) as the next version of
+    ``gated-probe`` (with another ONNX ``graph`` if given); returns the version."""
+    draft = ManifestDraft(
+        classes=CLASSES,
+        input=InputSpec(height=HEIGHT, width=WIDTH, channels=1),
+        postprocess=[
+            ClassPostprocess(class_id=c.id, threshold=0.5, min_area=MIN_AREA, gate=gates.get(c.id))
+            for c in CLASSES
+        ],
+        architecture=ArchitectureSpec(
+            family="probe", encoder="none", in_channels=1, num_classes=4, presence_head=True
+        ),
+        metrics=Metrics(params=8, macs=0),
+        lineage=Lineage(method="test", settings={"purpose": GATED_PROBE}),
+    )
+    onnx_path = graph or write_gated_probe(folder / ONNX_FILE)
+    return store.publish(GATED_PROBE, draft, {ONNX_FILE: onnx_path}).version
 
 
 TINY = "tiny"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.architectures import ENCODER_NAMES, FAMILY_NAMES
+from service.architectures import DICE_REDUCTIONS, ENCODER_NAMES, FAMILY_NAMES
 from service.cli.options import Commands, add_command, print_json, size
 from service.compression.config import DEVICES
 from service.config import Settings
@@ -46,6 +46,12 @@ def add_train(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
     sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
     sub.add_argument(
+        "--dice-reduction",
+        default="batch",
+        choices=DICE_REDUCTIONS,
+        help="Dice per class over the batch, or per (image, class) pair with a defect",
+    )
+    sub.add_argument(
         "--presence-head",
         action="store_true",
         help="add the per-class presence head (the classification gate) on the encoder",
@@ -71,6 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             width_multiplier=args.width,
             in_channels=args.in_channels,
             presence_head=args.presence_head,
+            dice_reduction=args.dice_reduction,
             epochs=args.epochs,
             batch_size=args.batch,
             crop=args.crop,

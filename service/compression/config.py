@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from service.architectures import DICE_REDUCTIONS
 from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.host import simd_round_to
 from service.inference.preprocess import STRIDE
@@ -15,6 +16,7 @@ MAX_PRUNING_RATIO = 0.9
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_CROP = (256, 256)
 DEFAULT_BATCH_SIZE = 8
+DEFAULT_DICE_REDUCTION = "batch"
 MAX_ROUND_TO = 64
 
 
@@ -44,8 +46,9 @@ class CompressionConfig:
     within it is published. With one, the steps run to the target and the fine-tuned net must
     be within the drop to be published.
 
-    ``dataset``, ``crop`` and ``batch_size`` left as None come from the source version's
-    lineage settings (what it was trained or fine-tuned with), else from the defaults above.
+    ``dataset``, ``crop``, ``batch_size`` and ``dice_reduction`` (of the task loss, see
+    service.training.losses) left as None come from the source version's lineage settings
+    (what it was trained or fine-tuned with), else from the defaults above.
     """
 
     model: str
@@ -69,6 +72,7 @@ class CompressionConfig:
     seed: int = 0
     batch_size: int | None = None
     crop: tuple[int, int] | None = None
+    dice_reduction: str | None = None
     lr: float = 1e-3
     job_id: str | None = None
     latency_repeats: int = 20
@@ -95,11 +99,13 @@ class CompressionConfig:
             )
         crop = self.crop or recorded.get("crop") or DEFAULT_CROP
         batch_size = self.batch_size or recorded.get("batch_size") or DEFAULT_BATCH_SIZE
+        reduction = self.dice_reduction or recorded.get("dice_reduction") or DEFAULT_DICE_REDUCTION
         return replace(
             self,
             dataset=dataset,
             crop=tuple(crop),
             batch_size=int(batch_size),
+            dice_reduction=reduction,
             round_to=self.round_to or simd_round_to(),
         )
 
@@ -129,6 +135,7 @@ def _problems(config: CompressionConfig) -> list[str]:
         ("schedule", config.schedule, SCHEDULES),
         ("lr_schedule", config.lr_schedule, LR_SCHEDULES),
         ("allocation", config.allocation, ALLOCATIONS),
+        ("dice_reduction", config.dice_reduction or DEFAULT_DICE_REDUCTION, DICE_REDUCTIONS),
     ):
         if value not in choices:
             problems.append(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")

@@ -25,14 +25,16 @@ from service.training.train import (
 WEIGHT_DECAY = 1e-4
 
 
-def distillation_objective(teacher: nn.Module, weight: float) -> Objective:
+def distillation_objective(
+    teacher: nn.Module, weight: float, dice_reduction: str = "batch"
+) -> Objective:
     """The task loss against the masks, plus ``weight`` x BCE against the teacher's
     probabilities (pixels, and presence scores where both nets have a presence head).
 
     Soft-target BCE rather than MSE on probabilities: its gradient, sigmoid(student) - teacher,
     does not vanish where the student's logits saturate.
     """
-    task_loss = SegmentationLoss()
+    task_loss = SegmentationLoss(dice_reduction=dice_reduction)
     teacher.eval()
 
     def objective(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from service.compression.allocation import (
     search_level,
     search_macs,
 )
+from service.compression.config import DEFAULT_DICE_REDUCTION
 from service.compression.finetune import distillation_objective, finetune
 from service.compression.importance import make_importance
 from service.compression.job import CompressionJob
@@ -155,9 +156,10 @@ def _finish(
 
 
 def _objective(job: CompressionJob) -> Objective:
+    reduction = job.config.dice_reduction or DEFAULT_DICE_REDUCTION
     if job.config.distill:
-        return distillation_objective(job.source, job.config.distill_weight)
-    return task_objective(SegmentationLoss())
+        return distillation_objective(job.source, job.config.distill_weight, reduction)
+    return task_objective(SegmentationLoss(dice_reduction=reduction))
 
 
 def _scored(job: CompressionJob, measured: dict[str, Any]) -> dict[str, Any]:

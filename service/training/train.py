@@ -56,6 +56,8 @@ class TrainConfig:
     width_multiplier: float = 1.0
     in_channels: int = 1
     presence_head: bool = False
+    dice_reduction: str = "batch"
+    """How the Dice term is averaged: ``batch`` or ``pairs`` (see service.training.losses)."""
     epochs: int = 10
     batch_size: int = 8
     crop: tuple[int, int] = (256, 256)
@@ -144,7 +146,7 @@ def train(config: TrainConfig) -> TrainResult:
     threshold_half = [
         ClassPostprocess(class_id=c.id, threshold=0.5, min_area=0) for c in train_set.classes
     ]
-    objective = task_objective(SegmentationLoss())
+    objective = task_objective(SegmentationLoss(dice_reduction=config.dice_reduction))
     for epoch in range(start_epoch, config.epochs + 1):
         train_loss = train_one_epoch(
             model,
