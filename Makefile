@@ -49,6 +49,8 @@ lint: install
 bench: install
 	$(PY) -m benchmarks.codec
 	$(PY) -m service macs
+	# The production model on the 20 real Severstal strips (../shared/data; measurement only).
+	$(PY) -m service evaluate-real
 	# The best raw ONNX Runtime session vs the API over loopback HTTP, on the production model
 	# (MODEL_STORE, MODEL_NAME, MODEL_ALIAS, MAX_BATCH, MAX_WAIT_MS, ONNX_THREADS from the
 	# environment), with each kind of body.
