@@ -43,6 +43,9 @@ _PLACEMENT_TRIES = 20
 _OFF_STEEL_LEVEL = 12.0
 """Brightest off-steel pixel value before noise: the margins are near black."""
 _MIN_STEEL_WIDTH = 500
+_MARGIN_SIDES = ((), ("left",), ("right",), ("left", "right"))
+_MARGIN_ODDS = np.cumsum((0.55, 0.25, 0.15))
+"""Where a frame shows black off-steel margins: none, left, right (these odds), or both."""
 
 # A drawn defect: top-left corner on the strip and the intensity change over its bounding box,
 # nonzero exactly on the defect's footprint.
@@ -125,10 +128,7 @@ def _steel_region(rng: np.random.Generator) -> np.ndarray:
     """Where the frame shows steel: all of it, or all but a black margin at one or both ends
     of the frame, bounded by a slightly slanted, slightly ragged line."""
     steel = np.ones((HEIGHT, WIDTH), dtype=bool)
-    draw = rng.random()
-    sides = [] if draw < 0.55 else ["left"] if draw < 0.8 else ["right"] if draw < 0.95 else None
-    if sides is None:
-        sides = ["left", "right"]
+    sides = _MARGIN_SIDES[int(np.searchsorted(_MARGIN_ODDS, rng.random(), side="right"))]
     budget = WIDTH - _MIN_STEEL_WIDTH
     columns = np.arange(WIDTH)[None, :]
     rows = np.arange(HEIGHT, dtype=np.float32)[:, None]
