@@ -2,11 +2,12 @@
 
 A strip is drawn as a line camera sees one: rolled steel (streaks along the rolling direction,
 which may run along or across the frame, illumination that varies across and along it, grain,
-harmless stains and bands that are not defects), black off-steel margins where the frame runs
-past the strip's end or edge, then the camera (blur, sensor noise, JPEG compression). About half
-of the strips are clean; the others carry 1-3 defects of four classes drawn with the look of
-the Severstal classes: clusters of pits, cracks from the steel's edge, long scratches (single or
-in bundles, at any angle), flaky rolled-in scale patches.
+coarse mottling, isolated speckle, harmless stains and bands that are not defects), black
+off-steel margins where the frame runs past the strip's end or edge, then the camera (blur,
+sensor noise, JPEG compression). About half of the strips are clean; the others carry 1-3
+defects of four classes drawn with the look of the Severstal classes: clusters of pits, cracks
+from the steel's edge, long scratches (single or in bundles, at any angle), flaky rolled-in
+scale patches.
 
 Each defect changes intensity on its footprint only, on steel only, and footprints never
 overlap, so before the camera every class mask is exactly the set of pixels that defect
@@ -80,14 +81,30 @@ def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _rolling_texture(rng: np.random.Generator) -> np.ndarray:
-    """Streaks along the rolling direction (the frame's x or y) and grain elongated with them."""
+    """Streaks along the rolling direction (the frame's x or y), grain elongated with them,
+    and, on some strips, coarse mottling: steel's texture varies from coil to coil, and a net
+    that has seen only one kind calls every other kind a defect."""
     along_x = rng.random() < 0.5
     lines, length = (HEIGHT, WIDTH) if along_x else (WIDTH, HEIGHT)
-    streaks = _upsample(rng.standard_normal((lines, 10)), (lines, length)) * rng.uniform(1.0, 5.0)
+    streaks = _upsample(rng.standard_normal((lines, 10)), (lines, length)) * rng.uniform(1.0, 10.0)
     grain = rng.standard_normal((lines, length), dtype=np.float32)
-    grain = (grain + np.roll(grain, 1, axis=1) + np.roll(grain, 2, axis=1)) * rng.uniform(1.0, 3.0)
+    grain = (grain + np.roll(grain, 1, axis=1) + np.roll(grain, 2, axis=1)) * rng.uniform(1.0, 6.0)
     texture = streaks + grain
-    return texture if along_x else texture.T
+    texture = texture if along_x else texture.T
+    if rng.random() < 0.5:
+        mottling = _upsample(rng.standard_normal((HEIGHT // 8, WIDTH // 8)), (HEIGHT, WIDTH))
+        texture = texture + mottling * rng.uniform(2.0, 12.0)
+    return texture
+
+
+def _speckle(rng: np.random.Generator) -> np.ndarray:
+    """Isolated bright and dark pixels (dust, reflections, sensor defects): not pits, which are
+    clusters of blobs."""
+    speckle = np.zeros((HEIGHT, WIDTH), dtype=np.float32)
+    count = int(rng.integers(0, 2000))
+    rows, cols = rng.integers(0, HEIGHT, count), rng.integers(0, WIDTH, count)
+    speckle[rows, cols] = rng.choice([-1.0, 1.0], count) * rng.uniform(8.0, 40.0, count)
+    return speckle
 
 
 def _illumination(rng: np.random.Generator) -> np.ndarray:
@@ -104,23 +121,23 @@ def _harmless_marks(rng: np.random.Generator) -> np.ndarray:
     """Stains, reflectance bands and faint rolling marks: real clean steel has them, and a net
     must not call them defects."""
     marks = np.zeros((HEIGHT, WIDTH), dtype=np.float32)
-    for _ in range(int(rng.integers(0, 4))):
+    for _ in range(int(rng.integers(0, 7))):
         kind = rng.integers(3)
         if kind == 0:  # a soft stain
             cy, cx = rng.uniform(0, HEIGHT), rng.uniform(0, WIDTH)
             ry, rx = rng.uniform(20, 120), rng.uniform(40, 400)
             blob = np.exp(-_ellipse((HEIGHT, WIDTH), cy, cx, ry, rx))
-            marks += rng.uniform(-14.0, 14.0) * blob
+            marks += rng.uniform(-22.0, 22.0) * blob
         elif kind == 1:  # a band of another reflectance across the strip
             centre, half = rng.uniform(0, WIDTH), rng.uniform(20, 250)
             x = np.arange(WIDTH, dtype=np.float32)
             softness = rng.uniform(5, 40)
             band = 1.0 / (1.0 + np.exp(np.minimum((np.abs(x - centre) - half) / softness, 60.0)))
-            marks += rng.uniform(-12.0, 12.0) * band[None, :]
+            marks += rng.uniform(-20.0, 20.0) * band[None, :]
         else:  # a faint, wide rolling mark
             row = int(rng.integers(0, HEIGHT))
             y = np.arange(HEIGHT, dtype=np.float32)[:, None]
-            marks += rng.uniform(-6.0, 6.0) * np.exp(-(((y - row) / rng.uniform(2, 10)) ** 2))
+            marks += rng.uniform(-10.0, 10.0) * np.exp(-(((y - row) / rng.uniform(2, 10)) ** 2))
     return marks
 
 
@@ -147,7 +164,8 @@ def _steel_region(rng: np.random.Generator) -> np.ndarray:
 
 def _scene(rng: np.random.Generator) -> Scene:
     level = rng.uniform(55.0, 165.0)
-    steel_intensity = level + _illumination(rng) + _rolling_texture(rng) + _harmless_marks(rng)
+    texture = _rolling_texture(rng) + _harmless_marks(rng) + _speckle(rng)
+    steel_intensity = level + _illumination(rng) + texture
     steel = _steel_region(rng)
     off_steel = rng.uniform(0.0, _OFF_STEEL_LEVEL) + rng.standard_normal(
         (HEIGHT, WIDTH), dtype=np.float32
