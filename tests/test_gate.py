@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from service.data.base import DefectClass, Sample
+from service.evaluation.run import evaluate
 from service.evaluation.tuning import PostprocessTuner, min_area_candidates
 from service.inference.postprocess import gate_closed, probabilities_to_masks
-from service.store.manifest import ClassPostprocess, Manifest
+from service.store.manifest import ClassPostprocess, InputSpec, Manifest
 from tests.tiny_models import MODELS
 
 
@@ -90,3 +92,41 @@ def test_a_manifest_written_before_the_gate_loads_without_one() -> None:
     manifest = Manifest.model_validate(data)
     assert all(rule.gate is None for rule in manifest.postprocess)
     assert manifest.architecture.presence_head is False
+
+
+class _TwoStrips:
+    """One strip whose class 1 is real, one clean strip where the pixels fire anyway."""
+
+    classes = (DefectClass(1, "pits"),)
+
+    def __init__(self) -> None:
+        self.image_ids = ["defect", "clean"]
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> Sample:
+        masks = np.zeros((1, 32, 32), np.uint8)
+        if index == 0:
+            masks[0, 4:12, 4:12] = 1
+        return Sample(self.image_ids[index], np.full((32, 32), index, np.uint8), masks)
+
+
+def _fires_on_both(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits over the defect's square on every strip; presence high only on the first."""
+    logits = np.full((batch.shape[0], 1, 32, 32), -9.0, np.float32)
+    logits[:, :, 4:12, 4:12] = 9.0
+    clean = batch[:, 0, 0, 0] > batch[:, 0, 0, 0].min()
+    presence = np.where(clean, -9.0, 9.0).astype(np.float32)[:, None]
+    return logits, presence
+
+
+def test_evaluation_scores_a_gated_model_with_and_without_its_gate() -> None:
+    spec = InputSpec(height=32, width=32, channels=1)
+    rules = [_rule(0.5)]
+    gated = evaluate(_fires_on_both, _TwoStrips(), spec, rules, batch_size=2, progress=False)
+    open_gate = evaluate(
+        _fires_on_both, _TwoStrips(), spec, rules, batch_size=2, progress=False, gated=False
+    )
+    assert gated["dice"] == pytest.approx(1.0)
+    assert open_gate["dice"] == pytest.approx(0.5)

@@ -58,6 +58,9 @@ def add_evaluate(commands: Commands, settings: Settings) -> None:
         choices=SPLITS,
         help="split (all: every image of a Severstal-format folder)",
     )
+    sub.add_argument(
+        "--no-gate", action="store_true", help="score a gated version with its gate open"
+    )
     add_store_option(sub, settings)
 
 
@@ -78,6 +81,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         version.manifest.input,
         version.manifest.postprocess,
         progress=not args.quiet,
+        gated=not args.no_gate,
     )
     print_json(
         {
@@ -85,6 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             "version": version.manifest.version,
             "dataset": dataset_spec,
             "split": split,
+            "gate": not args.no_gate,
             **scores,
         }
     )
