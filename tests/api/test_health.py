@@ -93,10 +93,15 @@ def test_not_ready_without_a_model(model_store: ModelStore, tmp_path: Path) -> N
     assert body["error"]["message"].startswith("model: ")
 
 
-def test_metrics_cover_requests_inference_and_the_live_model(client: TestClient) -> None:
-    post_strip(client, encode(strip_with_block(), "PNG"), "image/png")
-    post_strip(client, b"", RAW)
-    response = client.get("/metrics")
+def test_metrics_cover_requests_inference_and_the_live_model(
+    running_app: AppFactory, database_url: str
+) -> None:
+    """An app of its own: the live-model series is the process's, and other tests' apps serve
+    other models."""
+    with running_app(database_url) as client:
+        post_strip(client, encode(strip_with_block(), "PNG"), "image/png")
+        post_strip(client, b"", RAW)
+        response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
