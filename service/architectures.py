@@ -5,3 +5,4 @@ CLI and the API validate them from the same tables that ``service.nets`` and
 FAMILY_NAMES: tuple[str, ...] = ("unet", "fpn")
 ENCODER_NAMES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
 DICE_REDUCTIONS: tuple[str, ...] = ("batch", "pairs")
+DEFAULT_DICE_REDUCTION = "batch"

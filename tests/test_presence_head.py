@@ -22,8 +22,9 @@ from service.compression.allocation import (  # noqa: E402
     search_macs,
 )
 from service.compression.importance import make_importance  # noqa: E402
+from service.inference.outputs import split_prediction  # noqa: E402
 from service.inference.runtime import OnnxSegmenter  # noqa: E402
-from service.nets import Architecture, build_model, record_layer_shapes, split_outputs  # noqa: E402
+from service.nets import Architecture, build_model, record_layer_shapes  # noqa: E402
 from service.store import ModelStore  # noqa: E402
 from service.training.losses import BceDiceLoss, SegmentationLoss, presence_targets  # noqa: E402
 from service.training.publish import ONNX_FILE, publish_run  # noqa: E402
@@ -40,7 +41,7 @@ def test_a_gated_net_returns_logits_and_one_presence_logit_per_class() -> None:
     assert logits.shape == (2, 4, 64, 128) and presence.shape == (2, 4)
     plain = build_model(Architecture("unet", "resnet18", 1, 4, 0.25)).eval()
     with torch.no_grad():
-        logits, presence = split_outputs(plain(torch.randn(1, 1, 64, 64)))
+        logits, presence = split_prediction(plain(torch.randn(1, 1, 64, 64)))
     assert logits.shape == (1, 4, 64, 64) and presence is None
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.architectures import DICE_REDUCTIONS, ENCODER_NAMES, FAMILY_NAMES
+from service.architectures import (
+    DEFAULT_DICE_REDUCTION,
+    DICE_REDUCTIONS,
+    ENCODER_NAMES,
+    FAMILY_NAMES,
+)
 from service.cli.options import Commands, add_command, print_json, size
 from service.compression.config import DEVICES
 from service.config import Settings
@@ -47,7 +52,7 @@ def add_train(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
     sub.add_argument(
         "--dice-reduction",
-        default="batch",
+        default=DEFAULT_DICE_REDUCTION,
         choices=DICE_REDUCTIONS,
         help="Dice per class over the batch, or per (image, class) pair with a defect",
     )

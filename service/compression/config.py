@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from service.architectures import DICE_REDUCTIONS
+from service.architectures import DEFAULT_DICE_REDUCTION, DICE_REDUCTIONS
 from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.host import simd_round_to
 from service.inference.preprocess import STRIDE
@@ -16,7 +16,6 @@ MAX_PRUNING_RATIO = 0.9
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_CROP = (256, 256)
 DEFAULT_BATCH_SIZE = 8
-DEFAULT_DICE_REDUCTION = "batch"
 MAX_ROUND_TO = 64
 
 

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.nets import split_outputs
+from service.architectures import DEFAULT_DICE_REDUCTION
+from service.inference.outputs import split_prediction
 from service.training.crops import TrainingCrops
 from service.training.losses import SegmentationLoss
 from service.training.train import (
@@ -26,7 +27,7 @@ WEIGHT_DECAY = 1e-4
 
 
 def distillation_objective(
-    teacher: nn.Module, weight: float, dice_reduction: str = "batch"
+    teacher: nn.Module, weight: float, dice_reduction: str = DEFAULT_DICE_REDUCTION
 ) -> Objective:
     """The task loss against the masks, plus ``weight`` x BCE against the teacher's
     probabilities (pixels, and presence scores where both nets have a presence head).
@@ -38,9 +39,9 @@ def distillation_objective(
     teacher.eval()
 
     def objective(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        logits, presence = split_outputs(model(images))
+        logits, presence = split_prediction(model(images))
         with torch.no_grad():
-            teacher_logits, teacher_presence = split_outputs(teacher(images))
+            teacher_logits, teacher_presence = split_prediction(teacher(images))
         distill = _soft_bce(logits, teacher_logits)
         if presence is not None and teacher_presence is not None:
             distill = distill + _soft_bce(presence, teacher_presence)

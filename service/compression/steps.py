@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from service.architectures import DEFAULT_DICE_REDUCTION
 from service.compression import SCRATCH
 from service.compression.allocation import (
     Allocator,
@@ -19,7 +20,6 @@ from service.compression.allocation import (
     search_level,
     search_macs,
 )
-from service.compression.config import DEFAULT_DICE_REDUCTION
 from service.compression.finetune import distillation_objective, finetune
 from service.compression.importance import make_importance
 from service.compression.job import CompressionJob

@@ -31,8 +31,9 @@ OFF_STEEL_WINDOW = 5
 """Side of the square neighbourhood the darkness is averaged over."""
 COMPLETE = ("full_rle", "defect_free")
 
-Segment = Callable[[bytes, str], Mapping[int, np.ndarray]]
-"""(PNG bytes, content type) -> the masks of the classes found, by class id."""
+Segment = Callable[[bytes, str], Mapping[str, Mapping[int, np.ndarray]]]
+"""(PNG bytes, content type) -> for each way of post-processing (as served, gate open, ...),
+the masks of the classes found, by class id."""
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,15 @@ def off_steel_mask(strip: np.ndarray) -> np.ndarray:
     return from_left | from_right
 
 
-def run_strips(strips: Sequence[RealStrip], segment: Segment) -> list[StripOutcome]:
-    outcomes = []
+def run_strips(strips: Sequence[RealStrip], segment: Segment) -> dict[str, list[StripOutcome]]:
+    """Each strip segmented once; its outcomes by way of post-processing."""
+    outcomes: dict[str, list[StripOutcome]] = {}
     for strip in strips:
         data = strip.path.read_bytes()
         with Image.open(strip.path) as image:
-            grey = np.asarray(image.convert("L"))
-        outcomes.append(StripOutcome(strip, segment(data, "image/png"), off_steel_mask(grey)))
+            off_steel = off_steel_mask(np.asarray(image.convert("L")))
+        for mode, found in segment(data, "image/png").items():
+            outcomes.setdefault(mode, []).append(StripOutcome(strip, found, off_steel))
     return outcomes
 
 

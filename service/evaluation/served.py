@@ -22,21 +22,24 @@ def evaluate_version_on_real_strips(
     inspector = Inspector(store.load(name, ref), ServingOptions(max_batch=1, warmup_runs=0))
     gated = any(rule.gate is not None for rule in inspector.manifest.postprocess)
     modes = {"served": True, **({"without_gate": False} if gated else {})}
-    results = {
-        mode: real_strip_report(run_strips(strips, _segmenter(inspector, use_gate)))
-        for mode, use_gate in modes.items()
-    }
+    outcomes = run_strips(strips, _segmenter(inspector, modes))
+    results = {mode: real_strip_report(outcomes[mode]) for mode in modes}
     return {"model": name, "version": inspector.version, "results": results}
 
 
-def _segmenter(inspector: Inspector, use_gate: bool) -> Segment:
-    def segment(data: bytes, content_type: str) -> Mapping[int, np.ndarray]:
+def _segmenter(inspector: Inspector, modes: Mapping[str, bool]) -> Segment:
+    """One session run per strip, post-processed once per mode (True: with the gate)."""
+
+    def segment(data: bytes, content_type: str) -> dict[str, dict[int, np.ndarray]]:
         plane = inspector.prepare(data, content_type)
         logits, presence = split_prediction(inspector.segmenter(plane[np.newaxis]))
-        scores = presence[0] if presence is not None and use_gate else None
-        return {
-            defect.class_id: rle.decode(defect.encoded_pixels, inspector.shape)
-            for defect in inspector.find_defects(logits[0], scores)
-        }
+        found = {}
+        for mode, use_gate in modes.items():
+            scores = presence[0] if presence is not None and use_gate else None
+            found[mode] = {
+                defect.class_id: rle.decode(defect.encoded_pixels, inspector.shape)
+                for defect in inspector.find_defects(logits[0], scores)
+            }
+        return found
 
     return segment

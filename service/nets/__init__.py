@@ -3,7 +3,8 @@
 Every model is a SegmentationModel: `encoder`, `decoder`, `head`, `classifier` (the conv that
 emits the class logits) and forward(x) -> logits (N, num_classes, H, W) for H, W divisible by 32.
 A model built with a presence head (the classification gate) also has `presence` and returns
-(logits, presence logits (N, num_classes)); `split_outputs` reads either form.
+(logits, presence logits (N, num_classes)); `service.inference.outputs.split_prediction`
+reads either form.
 """
 
 from __future__ import annotations
@@ -126,15 +127,6 @@ class SegmentationModel(nn.Module):
         if self.presence is None:
             return logits
         return logits, self.presence(features[-1])
-
-
-def split_outputs(
-    outputs: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(segmentation logits, presence logits or None) of either kind of model."""
-    if isinstance(outputs, tuple):
-        return outputs
-    return outputs, None
 
 
 def build_model(arch: Architecture) -> SegmentationModel:

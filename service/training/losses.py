@@ -16,12 +16,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from service.architectures import DICE_REDUCTIONS
+from service.architectures import DEFAULT_DICE_REDUCTION, DICE_REDUCTIONS
 
 
 class BceDiceLoss(nn.Module):
     def __init__(
-        self, dice_weight: float = 1.0, smooth: float = 1.0, reduction: str = "batch"
+        self, dice_weight: float = 1.0, smooth: float = 1.0, reduction: str = DEFAULT_DICE_REDUCTION
     ) -> None:
         super().__init__()
         if reduction not in DICE_REDUCTIONS:
@@ -69,7 +69,7 @@ class SegmentationLoss(nn.Module):
     """BceDiceLoss on the masks, plus ``presence_weight`` x BCE on presence logits if given."""
 
     def __init__(
-        self, presence_weight: float = PRESENCE_WEIGHT, dice_reduction: str = "batch"
+        self, presence_weight: float = PRESENCE_WEIGHT, dice_reduction: str = DEFAULT_DICE_REDUCTION
     ) -> None:
         super().__init__()
         self.masks = BceDiceLoss(reduction=dice_reduction)

@@ -7,8 +7,7 @@ import torch
 from torch import nn
 
 from service.evaluation.run import Predictor
-from service.inference.outputs import Prediction
-from service.nets import split_outputs
+from service.inference.outputs import Prediction, split_prediction
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -28,7 +27,7 @@ def torch_predictor(model: nn.Module, device: torch.device) -> Predictor:
     @torch.no_grad()
     def predict(batch: np.ndarray) -> Prediction:
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits, presence = split_outputs(model(torch.from_numpy(batch).to(device)))
+            logits, presence = split_prediction(model(torch.from_numpy(batch).to(device)))
         if presence is None:
             return logits.float().cpu().numpy()
         return logits.float().cpu().numpy(), presence.float().cpu().numpy()

@@ -27,9 +27,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from service.architectures import DEFAULT_DICE_REDUCTION
 from service.data.catalog import open_dataset
 from service.evaluation.run import evaluate
-from service.nets import Architecture, build_model, split_outputs
+from service.inference.outputs import split_prediction
+from service.nets import Architecture, build_model
 from service.store.manifest import ClassPostprocess, InputSpec
 from service.training.crops import TrainingCrops
 from service.training.losses import SegmentationLoss
@@ -56,7 +58,7 @@ class TrainConfig:
     width_multiplier: float = 1.0
     in_channels: int = 1
     presence_head: bool = False
-    dice_reduction: str = "batch"
+    dice_reduction: str = DEFAULT_DICE_REDUCTION
     """How the Dice term is averaged: ``batch`` or ``pairs`` (see service.training.losses)."""
     epochs: int = 10
     batch_size: int = 8
@@ -184,7 +186,7 @@ def task_objective(loss_fn: SegmentationLoss) -> Objective:
     """The plain objective: the loss of the model's outputs against the masks."""
 
     def objective(model: nn.Module, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        logits, presence = split_outputs(model(images))
+        logits, presence = split_prediction(model(images))
         return loss_fn(logits, presence, masks)
 
     return objective
