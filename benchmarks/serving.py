@@ -52,6 +52,7 @@ from benchmarks.http_load import (
 )
 from benchmarks.serving_inputs import Body, add_strip_options, encode_body, load_strips
 from service.api.app import serving_options
+from service.compression.latency import SPIN_SETTLE_S
 from service.config import Settings, get_settings
 from service.host import host_description
 from service.inference.inspector import ONNX_FILE, lane_threads, session_threads
@@ -64,7 +65,6 @@ K = TypeVar("K", bound=Hashable)
 Way = tuple[int, int, str]
 """How the raw session is driven: (callers at once, intra-op threads of each run, spinning)."""
 RAW_SPIN_MODES: tuple[SpinMode, ...] = ("on", "off")
-SPIN_SETTLE_S = 0.05
 
 GOAL_P50_RATIO = 1.15
 GOAL_THROUGHPUT_RATIO = 0.9

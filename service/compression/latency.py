@@ -12,6 +12,11 @@ from service.evaluation.run import Predictor
 from service.inference.preprocess import prepare_batch
 from service.store.manifest import InputSpec
 
+SPIN_SETTLE_S = 0.05
+"""How long ONNX Runtime's intra-op threads may go on spinning after a run (with spinning on,
+its default): waited out before every timed call, so one session's spinning never takes a core
+from the next one timed."""
+
 
 def measure_side_by_side(
     predictors: Mapping[str, Predictor],
@@ -19,11 +24,13 @@ def measure_side_by_side(
     batch_size: int = 1,
     repeats: int = 20,
     warmup: int = 3,
+    settle_s: float = SPIN_SETTLE_S,
 ) -> dict[str, dict[str, float]]:
     """Median and p90 milliseconds per predictor on one random full-size batch.
 
     The predictors take turns call by call, in an order that rotates every round, so a drift in
-    the machine's load or clock speed falls on all of them alike.
+    the machine's load or clock speed falls on all of them alike; each timed call starts
+    ``settle_s`` after the previous one ended (see ``SPIN_SETTLE_S``).
     """
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (spec.height, spec.width), dtype=np.uint8)] * batch_size
@@ -36,6 +43,7 @@ def measure_side_by_side(
     for round_index in range(repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            time.sleep(settle_s)
             start = time.perf_counter()
             predictors[name](batch)
             timings[name].append((time.perf_counter() - start) * 1000)
