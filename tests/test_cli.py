@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import build_parser, main
+from tests.tiny_models import publish_committed
 
 COMMANDS = [
     "make-synthetic",
@@ -15,6 +17,7 @@ COMMANDS = [
     "publish",
     "evaluate",
     "evaluate-real",
+    "latency",
     "models",
     "alias",
     "compress",
@@ -96,3 +99,34 @@ def test_architecture_names_match_the_registries() -> None:
 
     assert tuple(FAMILIES) == FAMILY_NAMES
     assert tuple(ENCODERS) == ENCODER_NAMES
+
+
+def test_latency_times_versions_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = publish_committed(tmp_path / "store")
+    code = main(
+        [
+            "latency",
+            "--store",
+            str(store.root),
+            "--model",
+            "probe",
+            "--refs",
+            "production",
+            "--size",
+            "64x128",
+            "--repeats",
+            "3",
+            "--spinning",
+            "off",
+            "during_runs",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["input"] == [1, 1, 64, 128]
+    assert set(report["spinning"]) == {"off", "during_runs"}
+    for figures in report["spinning"].values():
+        assert figures["v1"]["repeats"] == 3
+        assert figures["v1"]["speedup"] == 1.0

@@ -6,14 +6,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from service.cli.options import Commands, add_command, add_store_option, print_json
+from service.cli.options import Commands, add_command, add_store_option, print_json, size
 from service.compression.config import DEVICES
 from service.config import Settings
 from service.data.catalog import SPLITS
+from service.inference.spinning import SPIN_MODES
 
 
 def register(commands: Commands, settings: Settings) -> None:
-    for add in (add_publish, add_evaluate, add_evaluate_real, add_models, add_alias):
+    for add in (
+        add_publish,
+        add_evaluate,
+        add_evaluate_real,
+        add_latency,
+        add_models,
+        add_alias,
+    ):
         add(commands, settings)
 
 
@@ -128,6 +136,69 @@ def cmd_evaluate_real(args: argparse.Namespace) -> int:
         for figures in report["results"].values():
             figures.pop("per_strip")
     print_json(report)
+    return 0
+
+
+def add_latency(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands,
+        "latency",
+        cmd_latency,
+        "ONNX Runtime CPU latency of versions side by side, calls interleaved in one run",
+    )
+    sub.add_argument("--model", default=settings.model_name, help="model name in the store")
+    sub.add_argument(
+        "--refs", nargs="+", required=True, help="versions or aliases; the first is the reference"
+    )
+    sub.add_argument("--size", type=size, default=(256, 1600), help="HEIGHTxWIDTH of the input")
+    sub.add_argument("--batch", type=int, default=1, help="images per run")
+    sub.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all)")
+    sub.add_argument(
+        "--spinning",
+        nargs="+",
+        default=["on", "during_runs"],
+        choices=SPIN_MODES,
+        help="spinning modes to time (on: ONNX Runtime's default; during_runs: the service's)",
+    )
+    sub.add_argument("--repeats", type=int, default=30, help="timed runs of each version")
+    add_store_option(sub, settings)
+
+
+def cmd_latency(args: argparse.Namespace) -> int:
+    from service.compression.latency import measure_side_by_side
+    from service.host import host_description
+    from service.inference.runtime import OnnxSegmenter
+    from service.store import ONNX_FILE, ModelStore
+
+    store = ModelStore(args.store)
+    versions = [store.load(args.model, ref) for ref in args.refs]
+    labels = [f"v{version.manifest.version}" for version in versions]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"--refs name a version twice ({', '.join(labels)}): name each once")
+    height, width = args.size
+    spec = versions[0].manifest.input.model_copy(update={"height": height, "width": width})
+    figures = {}
+    for mode in args.spinning:
+        sessions = {
+            label: OnnxSegmenter(
+                version.file(ONNX_FILE), intra_op_threads=args.threads, spinning=mode
+            )
+            for label, version in zip(labels, versions, strict=True)
+        }
+        timed = measure_side_by_side(sessions, spec, args.batch, args.repeats)
+        reference = timed[labels[0]]["median_ms"]
+        figures[mode] = {
+            label: {**timed[label], "speedup": reference / timed[label]["median_ms"]}
+            for label in labels
+        }
+    print_json(
+        {
+            "model": args.model,
+            "input": [args.batch, spec.channels, height, width],
+            "host": host_description(),
+            "spinning": figures,
+        }
+    )
     return 0
 
 
