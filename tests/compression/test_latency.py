@@ -3,6 +3,7 @@ spinning threads could have stopped."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -35,5 +36,5 @@ def test_calls_are_interleaved_and_settled() -> None:
     }
     measured = log[2:]  # after one warm-up call each
     assert [name for name, _, _ in measured[:4]] == ["source", "result", "result", "source"]
-    gaps = [later[1] - earlier[2] for earlier, later in zip(measured, measured[1:])]
+    gaps = [later[1] - earlier[2] for earlier, later in itertools.pairwise(measured)]
     assert min(gaps) >= 0.01
