@@ -61,11 +61,14 @@ class Baseline:
     seed: int = 0
     family: str = "unet"
     encoder: str = "resnet18"
+    head_stride: int = 1
+    """U-Net: 2 or 4 classify at /2 or /4 (see service.nets.unet.build_unet)."""
 
     @property
     def slug(self) -> str:
+        stride = "" if self.head_stride == 1 else f"-hs{self.head_stride}"
         return (
-            f"baseline-{self.family}-{self.encoder}-w{self.width:g}-e{self.epochs}"
+            f"baseline-{self.family}-{self.encoder}-w{self.width:g}{stride}-e{self.epochs}"
             f"-b{self.batch_size}-c{self.crop[0]}x{self.crop[1]}-lr{self.lr:g}-s{self.seed}"
         )
 
@@ -179,6 +182,7 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
                 family=baseline.family,
                 encoder=baseline.encoder,
                 width_multiplier=baseline.width,
+                head_stride=baseline.head_stride,
                 epochs=baseline.epochs,
                 batch_size=baseline.batch_size,
                 crop=baseline.crop,

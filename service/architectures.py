@@ -1,8 +1,10 @@
-"""Names of the decoder families, encoders and loss reductions, importable without torch so the
-CLI and the API validate them from the same tables that ``service.nets`` and
-``service.training.losses`` build on."""
+"""Names of the decoder families, encoders, U-Net head strides and loss reductions, importable
+without torch so the CLI and the API validate them from the same tables that ``service.nets``
+and ``service.training.losses`` build on."""
 
 FAMILY_NAMES: tuple[str, ...] = ("unet", "fpn")
 ENCODER_NAMES: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnext50_32x4d")
 DICE_REDUCTIONS: tuple[str, ...] = ("batch", "pairs")
 DEFAULT_DICE_REDUCTION = "batch"
+HEAD_STRIDES: tuple[int, ...] = (1, 2, 4)
+"""Where a U-Net's head classifies: full resolution, or /2 or /4 with its logits upsampled."""

@@ -179,3 +179,42 @@ def test_architecture_table_covers_every_net():
         model = build_model(Architecture(row["family"], row["encoder"], 1, 4, NARROW))
         _, macs = count_params_and_macs(model, 64, 96)
         assert (row["params"], row["gmacs"]) == (param_count(model), round(macs / 1e9, 2))
+
+
+@pytest.mark.parametrize("head_stride", [2, 4])
+def test_a_coarser_head_drops_decoder_blocks_and_upsamples_to_full_size(head_stride):
+    full = build_model(Architecture("unet", "resnet18", 1, 4, 0.5))
+    coarse = build_model(Architecture("unet", "resnet18", 1, 4, 0.5, head_stride=head_stride))
+    assert len(coarse.decoder.blocks) == len(full.decoder.blocks) - {2: 1, 4: 2}[head_stride]
+    assert logits(coarse, torch.zeros(2, 1, 64, 96)).shape == (2, 4, 64, 96)
+    assert count_params_and_macs(coarse, 64, 96)[1] < count_params_and_macs(full, 64, 96)[1]
+    assert coarse.classifier.in_channels == coarse.decoder.blocks[-1].conv2[0].out_channels
+
+
+def test_a_pruned_coarse_head_net_rebuilds_exactly_from_its_record():
+    arch = Architecture("unet", "resnet18", 1, 4, 0.5, presence_head=True, head_stride=2)
+    model = build_model(arch).eval()
+    randomise_norms(model)
+    image = torch.randn(1, 1, 64, 96)
+    tp.pruner.MagnitudePruner(
+        model,
+        image,
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=0.5,
+        ignored_layers=model.output_layers,
+    ).step()
+    assert model.classifier.in_channels < 16
+    record = json.dumps({**arch.to_dict(), "layer_shapes": record_layer_shapes(model)})
+    rebuilt = build_model(Architecture.from_dict(json.loads(record)))
+    rebuilt.load_state_dict(load(save(model.state_dict())), strict=True)
+    for ours, theirs in zip(logits(rebuilt, image), logits(model, image), strict=True):
+        assert torch.allclose(ours, theirs)
+
+
+@pytest.mark.parametrize(
+    "family, head_stride, message",
+    [("unet", 3, "head_stride must be one of"), ("fpn", 2, "U-Net option")],
+)
+def test_head_strides_outside_the_unet_choices_are_refused(family, head_stride, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(Architecture(family, "resnet18", 1, 4, NARROW, head_stride=head_stride))

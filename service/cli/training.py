@@ -10,6 +10,7 @@ from service.architectures import (
     DICE_REDUCTIONS,
     ENCODER_NAMES,
     FAMILY_NAMES,
+    HEAD_STRIDES,
 )
 from service.cli.options import Commands, add_command, print_json, size
 from service.compression.config import DEVICES
@@ -61,6 +62,13 @@ def add_train(commands: Commands, settings: Settings) -> None:
         action="store_true",
         help="add the per-class presence head (the classification gate) on the encoder",
     )
+    sub.add_argument(
+        "--head-stride",
+        type=int,
+        default=1,
+        choices=HEAD_STRIDES,
+        help="U-Net: classify at full resolution (1) or at /2, /4 with the logits upsampled",
+    )
     sub.add_argument("--epochs", type=int, default=10, help="epochs")
     sub.add_argument("--batch", type=int, default=8, help="batch size")
     sub.add_argument("--crop", type=size, default=(256, 256), help="training crop HxW")
@@ -82,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             width_multiplier=args.width,
             in_channels=args.in_channels,
             presence_head=args.presence_head,
+            head_stride=args.head_stride,
             dice_reduction=args.dice_reduction,
             epochs=args.epochs,
             batch_size=args.batch,

@@ -22,7 +22,7 @@ from service.nets.fpn import build_fpn
 from service.nets.resnet import ResNetEncoder, resnet18, resnet34, resnet50, resnext50_32x4d
 from service.nets.unet import build_unet
 
-FamilyBuilder = Callable[[Sequence[int], int, float], tuple[nn.Module, nn.Module]]
+FamilyBuilder = Callable[[Sequence[int], int, float, int], tuple[nn.Module, nn.Module]]
 EncoderBuilder = Callable[[int, float], ResNetEncoder]
 
 FAMILIES: dict[str, FamilyBuilder] = dict(zip(FAMILY_NAMES, (build_unet, build_fpn), strict=True))
@@ -43,7 +43,8 @@ class Architecture:
     """What a manifest records to rebuild a net: names, sizes and, for a pruned net, its widths.
 
     `layer_shapes` (from record_layer_shapes) maps module names to their shapes; without it the
-    net has the default widths for `width_multiplier`.
+    net has the default widths for `width_multiplier`. `head_stride` (U-Net only, see
+    `build_unet`): the resolution the head classifies at before its logits are upsampled.
     """
 
     family: str
@@ -53,6 +54,7 @@ class Architecture:
     width_multiplier: float = 1.0
     layer_shapes: dict[str, list[int]] | None = None
     presence_head: bool = False
+    head_stride: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("family", self.family, FAMILIES)
@@ -76,6 +78,7 @@ class Architecture:
             if shapes is None
             else {name: [int(size) for size in shape] for name, shape in shapes.items()},
             presence_head=bool(data.get("presence_head", False)),
+            head_stride=int(data.get("head_stride", 1)),
         )
 
 
@@ -133,7 +136,7 @@ def build_model(arch: Architecture) -> SegmentationModel:
     """The net `arch` describes, freshly initialised, with its recorded widths if it has any."""
     encoder = ENCODERS[arch.encoder](arch.in_channels, arch.width_multiplier)
     decoder, head = FAMILIES[arch.family](
-        encoder.out_channels, arch.num_classes, arch.width_multiplier
+        encoder.out_channels, arch.num_classes, arch.width_multiplier, arch.head_stride
     )
     presence = (
         PresenceHead(encoder.out_channels[-1], arch.num_classes) if arch.presence_head else None

@@ -96,12 +96,20 @@ class FPNDecoder(nn.Module):
 
 
 def build_fpn(
-    encoder_channels: Sequence[int], num_classes: int, width_multiplier: float, dropout: float = 0.0
+    encoder_channels: Sequence[int],
+    num_classes: int,
+    width_multiplier: float,
+    head_stride: int = 1,
+    dropout: float = 0.0,
 ) -> tuple[FPNDecoder, nn.Sequential]:
     """The decoder (output at /4) and its head: a 1x1 conv to the classes, bilinear x4.
 
-    Dropout has no weights, so it is not part of a saved architecture; it only matters in training.
+    ``head_stride`` is the U-Net's option: FPN's head always works at /4, so only the default
+    is accepted. Dropout has no weights, so it is not part of a saved architecture; it only
+    matters in training.
     """
+    if head_stride != 1:
+        raise ValueError("head_stride is a U-Net option: the FPN head always works at /4")
     segmentation_channels = scale_channels(SEGMENTATION_CHANNELS, width_multiplier)
     decoder = FPNDecoder(
         encoder_channels,

@@ -53,6 +53,8 @@ class ArchitectureSpec(_Strict):
     layer_shapes: dict[str, list[int]] | None = None
     presence_head: bool = False
     """The ONNX graph has a second output, (N, classes) presence logits: the gate's scores."""
+    head_stride: int = 1
+    """U-Net: the resolution its head classifies at (1 full, 2 or 4: logits upsampled)."""
 
 
 class Metrics(BaseModel):

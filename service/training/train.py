@@ -58,6 +58,8 @@ class TrainConfig:
     width_multiplier: float = 1.0
     in_channels: int = 1
     presence_head: bool = False
+    head_stride: int = 1
+    """U-Net: 1 (the head at full resolution), 2 or 4 (see service.nets.unet.build_unet)."""
     dice_reduction: str = DEFAULT_DICE_REDUCTION
     """How the Dice term is averaged: ``batch`` or ``pairs`` (see service.training.losses)."""
     epochs: int = 10
@@ -133,6 +135,7 @@ def train(config: TrainConfig) -> TrainResult:
         num_classes=len(train_set.classes),
         width_multiplier=config.width_multiplier,
         presence_head=config.presence_head,
+        head_stride=config.head_stride,
     )
     model = build_model(arch).to(device)
     crops = TrainingCrops(

@@ -100,3 +100,14 @@ def test_the_simd_block_is_read_from_the_cpu_flags(tmp_path) -> None:
     assert simd_round_to(avx512) == 16
     assert simd_round_to(avx2) == 8
     assert simd_round_to(tmp_path / "missing") == 8
+
+
+def test_a_coarse_head_unet_is_pruned_to_round_widths_and_keeps_its_output() -> None:
+    torch.manual_seed(0)
+    model = build_model(Architecture("unet", "resnet18", 1, 4, 0.5, head_stride=2)).eval()
+    groups = score_groups(model, make_importance("fpgm"), conv_widths(model), seed=0)
+    result, _ = search_level(model, groups, Allocator("global", 8, 0.9), 0.3 * search_macs(model))
+    assert search_macs(result) <= 0.3 * search_macs(model)
+    assert all(width % 8 == 0 for width in conv_widths(result).values() if width > 4)
+    assert result.classifier.in_channels % 8 == 0
+    assert result(torch.zeros(1, 1, 64, 96)).shape == (1, 4, 64, 96)
