@@ -106,3 +106,13 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
     again = run_benchmark(recipe, ["fpgm"], results)
     assert checkpoint.stat().st_mtime_ns == before  # nothing trained again
     assert again["methods"]["fpgm"]["version"] == summary["methods"]["fpgm"]["version"]
+
+    # Figures measured against another recipe do not stay beside the new baseline's.
+    changed = Recipe(
+        "tiny",
+        recipe.dataset,
+        recipe.baseline,
+        {**TINY_COMPRESSION, "finetune_epochs": 2},
+        latency_repeats=2,
+    )
+    assert run_benchmark(changed, [], results)["methods"] == {}
