@@ -118,23 +118,31 @@ def test_recorded_shapes_name_real_layers():
 )
 def test_pruned_net_rebuilds_exactly_from_its_record(family, encoder, multiplier):
     arch = Architecture(family, encoder, 3, 4, multiplier)
+    image = torch.randn(1, 3, 64, 96)
+    model, rebuilt = prune_and_rebuild(arch, image, pruning_ratio=0.4)
+    assert param_count(model) < 0.6 * param_count(build_model(arch))
+    assert model.classifier.out_channels == 4
+    assert torch.allclose(logits(rebuilt, image), logits(model, image))
+
+
+def prune_and_rebuild(
+    arch: Architecture, image: torch.Tensor, pruning_ratio: float
+) -> tuple[nn.Module, nn.Module]:
+    """The net of ``arch`` (norms randomised) pruned by magnitude, its output layers left alone,
+    and the net rebuilt from its JSON record with its weights."""
     model = build_model(arch).eval()
     randomise_norms(model)
-    image = torch.randn(1, 3, 64, 96)
     tp.pruner.MagnitudePruner(
         model,
         image,
         importance=tp.importance.MagnitudeImportance(p=2),
-        pruning_ratio=0.4,
-        ignored_layers=[model.classifier],
+        pruning_ratio=pruning_ratio,
+        ignored_layers=model.output_layers,
     ).step()
-    assert param_count(model) < 0.6 * param_count(build_model(arch))
-    assert model.classifier.out_channels == 4
-
     record = json.dumps({**arch.to_dict(), "layer_shapes": record_layer_shapes(model)})
     rebuilt = build_model(Architecture.from_dict(json.loads(record)))
     rebuilt.load_state_dict(load(save(model.state_dict())), strict=True)
-    assert torch.allclose(logits(rebuilt, image), logits(model, image))
+    return model, rebuilt
 
 
 def test_pruning_through_the_decoder_concat_keeps_skips_aligned():
@@ -193,20 +201,9 @@ def test_a_coarser_head_drops_decoder_blocks_and_upsamples_to_full_size(head_str
 
 def test_a_pruned_coarse_head_net_rebuilds_exactly_from_its_record():
     arch = Architecture("unet", "resnet18", 1, 4, 0.5, presence_head=True, head_stride=2)
-    model = build_model(arch).eval()
-    randomise_norms(model)
     image = torch.randn(1, 1, 64, 96)
-    tp.pruner.MagnitudePruner(
-        model,
-        image,
-        importance=tp.importance.MagnitudeImportance(p=2),
-        pruning_ratio=0.5,
-        ignored_layers=model.output_layers,
-    ).step()
+    model, rebuilt = prune_and_rebuild(arch, image, pruning_ratio=0.5)
     assert model.classifier.in_channels < 16
-    record = json.dumps({**arch.to_dict(), "layer_shapes": record_layer_shapes(model)})
-    rebuilt = build_model(Architecture.from_dict(json.loads(record)))
-    rebuilt.load_state_dict(load(save(model.state_dict())), strict=True)
     for ours, theirs in zip(logits(rebuilt, image), logits(model, image), strict=True):
         assert torch.allclose(ours, theirs)
 
