@@ -37,6 +37,8 @@ the smallest such size is the fastest."""
 MACS_TOLERANCE = 0.01
 SEARCH_ITERATIONS = 12
 """Bisection steps over the level: 1/4096 of the range, finer than one channel of any layer."""
+HOLD_ROUNDS = 6
+"""Bisections at most in one search, each holding the groups whose block overshot in the last."""
 
 
 @dataclass(frozen=True)
@@ -184,11 +186,27 @@ def pruned_copy(
 
 
 def prune_to_level(
-    model: SegmentationModel, groups: list[GroupScores], allocator: Allocator, level: float
+    model: SegmentationModel,
+    groups: list[GroupScores],
+    allocator: Allocator,
+    level: float,
+    held: Plan | None = None,
 ) -> SegmentationModel:
     """A pruned copy at one level: a channel ratio (uniform) or the share of channels ranked
-    out (global)."""
-    return pruned_copy(model, groups, allocator.plan(groups, level))
+    out (global); the groups in ``held`` keep the widths it gives them instead."""
+    return pruned_copy(model, groups, {**allocator.plan(groups, level), **(held or {})})
+
+
+@dataclass
+class _Bracket:
+    """What one bisection found: the best copy at or under the target (with its level and
+    MACs), and the plans of the two levels either side of the target closest to it."""
+
+    best: tuple[SegmentationModel, float] | None = None
+    best_macs: float = 0.0
+    under: Plan | None = None
+    over: Plan | None = None
+    over_level: float = 0.0
 
 
 def search_level(
@@ -199,21 +217,65 @@ def search_level(
     measure: Callable[[nn.Module], float] = search_macs,
 ) -> tuple[SegmentationModel, float]:
     """The pruned copy whose MACs come closest to ``target_macs`` from below (within 1%), by
-    bisection over the level; where even the largest level misses, that copy."""
+    bisection over the level; where even the largest level misses, that copy.
+
+    Widths move in blocks of ``round_to``, so at the level where the target lies one group may
+    lose a block worth several percent of the MACs (a wide layer on a large map), and plain
+    bisection would stop well under the target, at a different distance for every criterion.
+    Then that group is held at the width it has just over the target and the bisection goes on
+    from there over the others, whose blocks are worth less, until the MACs are within the
+    tolerance or no group is left to hold (``HOLD_ROUNDS`` at most)."""
     if measure(model) <= target_macs:
         return copy.deepcopy(model), 0.0
-    low, high = 0.0, 1.0 - 1e-6
-    best: tuple[SegmentationModel, float] | None = None
+    held: Plan = {}
+    low = 0.0
+    found: tuple[SegmentationModel, float] | None = None
+    found_macs = 0.0
+    for _ in range(HOLD_ROUNDS):
+        bracket = _bisect(model, groups, allocator, target_macs, measure, low, held)
+        if bracket.best is not None and bracket.best_macs > found_macs:
+            found, found_macs = bracket.best, bracket.best_macs
+        if found_macs >= (1 - MACS_TOLERANCE) * target_macs or bracket.over is None:
+            break
+        jumped = {
+            root: width
+            for root, width in bracket.over.items()
+            if bracket.under is not None and bracket.under[root] != width and root not in held
+        }
+        if not jumped:
+            break
+        held.update(jumped)
+        low = bracket.over_level
+    if found is None:
+        level = 1.0 - 1e-6
+        return prune_to_level(model, groups, allocator, level, held), level
+    return found
+
+
+def _bisect(
+    model: SegmentationModel,
+    groups: list[GroupScores],
+    allocator: Allocator,
+    target_macs: float,
+    measure: Callable[[nn.Module], float],
+    low: float,
+    held: Plan,
+) -> _Bracket:
+    high = 1.0 - 1e-6
+    bracket = _Bracket()
     for _ in range(SEARCH_ITERATIONS):
         level = (low + high) / 2
-        candidate = prune_to_level(model, groups, allocator, level)
+        plan = {**allocator.plan(groups, level), **held}
+        candidate = pruned_copy(model, groups, plan)
         macs = measure(candidate)
         if macs <= target_macs:
-            best, high = (candidate, level), level
+            high = level
+            bracket.under = plan
+            if macs > bracket.best_macs:
+                bracket.best, bracket.best_macs = (candidate, level), macs
             if macs >= (1 - MACS_TOLERANCE) * target_macs:
                 break
         else:
             low = level
-    if best is None:
-        return prune_to_level(model, groups, allocator, high), high
-    return best
+            bracket.over, bracket.over_level = plan, level
+    return bracket
