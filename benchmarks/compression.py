@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -386,10 +386,23 @@ def main(argv: list[str] | None = None) -> int:
         choices=METHOD_NAMES,
         help="methods to run after the baseline, in this order",
     )
+    parser.add_argument(
+        "--flops-reduction",
+        type=float,
+        default=None,
+        help="another operating point than the recipe's; its figures go to "
+        "<dataset>-compression-r<R>.json",
+    )
     parser.add_argument("--results", type=Path, default=None, help="results JSON")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.dataset]
-    results = args.results or RESULTS_DIR / f"{recipe.name}-compression.json"
+    suffix = ""
+    if args.flops_reduction is not None:
+        recipe = replace(
+            recipe, compression={**recipe.compression, "flops_reduction": args.flops_reduction}
+        )
+        suffix = f"-r{args.flops_reduction:g}"
+    results = args.results or RESULTS_DIR / f"{recipe.name}-compression{suffix}.json"
     summary = run_benchmark(recipe, args.methods, results)
     print(json.dumps(summary, indent=2))
     return 0
