@@ -1,6 +1,8 @@
-"""mIoU against MACs for the baseline and every compressed method, from a results file.
+"""mIoU against MACs for the baseline and every compressed method, from a results file and,
+optionally, the files of other operating points of the same baseline (``--flops-reduction``).
 
-    python -m benchmarks.plot benchmarks/results/neu-compression.json docs/neu-compression.png
+    python -m benchmarks.plot benchmarks/results/neu-compression.json docs/neu-compression.png \
+        benchmarks/results/neu-compression-r0.89.json
 
 Drawn with Pillow (already a dependency) rather than adding matplotlib.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +31,26 @@ COLOURS = {
 }
 
 
-def points(results: dict[str, Any]) -> list[tuple[str, float, float]]:
-    """(label, GMACs, mIoU) of the baseline and each method with figures."""
+def points(
+    results: dict[str, Any], others: Sequence[dict[str, Any]] = ()
+) -> list[tuple[str, float, float]]:
+    """(label, GMACs, mIoU) of the baseline and each method with figures; the methods of
+    ``others`` are labelled with their MACs target."""
     rows = [("baseline", results["baseline"]["macs"] / 1e9, results["baseline"]["miou"])]
     for method, figures in results.get("methods", {}).items():
         rows.append((method, figures["macs"] / 1e9, figures["miou"]))
+    for other in others:
+        target = other["compression"]["flops_reduction"]
+        for method, figures in other.get("methods", {}).items():
+            rows.append((f"{method} -{target:.0%}", figures["macs"] / 1e9, figures["miou"]))
     return rows
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
+def plot(results: dict[str, Any], path: Path, others: Sequence[dict[str, Any]] = ()) -> None:
     image = Image.new("RGB", SIZE, "white")
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default()
-    rows = points(results)
+    rows = points(results, others)
     right, bottom = SIZE[0] - RIGHT, SIZE[1] - BOTTOM
     x_high = 1.1 * max(macs for _, macs, _ in rows)
     lowest = min(miou for _, _, miou in rows)
@@ -66,7 +76,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     draw.text((LEFT + 4, base_y - 14), "baseline mIoU", fill="#888888", font=font)
     for label, macs, miou in rows:
         x, y = xy(macs, miou)
-        colour = COLOURS.get(label, INK)
+        colour = COLOURS.get(label.split()[0], INK)
         draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour, outline=INK)
         draw.text((x + 8, y - 6), f"{label} {miou:.3f}", fill=colour, font=font)
     title = (
@@ -83,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.plot", description=__doc__)
     parser.add_argument("results", type=Path, help="a <dataset>-compression.json")
     parser.add_argument("out", type=Path, help="the PNG to write")
+    parser.add_argument("others", type=Path, nargs="*", help="other operating points' files")
     args = parser.parse_args(argv)
-    plot(json.loads(args.results.read_text()), args.out)
+    others = [json.loads(other.read_text()) for other in args.others]
+    plot(json.loads(args.results.read_text()), args.out, others)
     return 0
 
 

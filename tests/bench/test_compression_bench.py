@@ -99,6 +99,10 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
     with Image.open(tmp_path / "plot.png") as drawn:
         assert drawn.size == (760, 480)
     assert [label for label, _, _ in points(summary)] == ["baseline", "fpgm", "scratch"]
+    other = {**summary, "compression": {**summary["compression"], "flops_reduction": 0.9}}
+    labels = [label for label, _, _ in points(summary, [other])]
+    assert labels == ["baseline", "fpgm", "scratch", "fpgm -90%", "scratch -90%"]
+    plot(summary, tmp_path / "plot.png", [other])
 
     cache = tmp_path / "cache" / "tiny"
     checkpoint = next(cache.glob("baseline-*/checkpoint.pt"))
