@@ -117,7 +117,7 @@ class Recipe:
 
 
 COMPRESSION = {
-    "flops_reduction": 0.82,
+    "flops_reduction": 0.89,
     "steps": 8,
     "finetune_epochs_per_step": 0.25,
     "schedule": "linear",
@@ -130,7 +130,12 @@ COMPRESSION = {
     "max_dice_drop": 100.0,
 }
 """Every method's settings. No Dice stop (``max_dice_drop`` 100): all are compared at the same
-MACs. ``round_to`` is this host's SIMD block (16 with AVX-512, 8 with AVX2), read when the
+MACs. An 89% target, beyond the 80% the goal asks for: on NEU-Seg at an 82% target the stem's
+group (the largest maps) stayed whole and the net ran 3.4x faster at 256x1600 on AVX-512; at
+89% (every layer at its floor, 89.7% fewer MACs) 5.0x, with mIoU 0.25 points under the
+baseline (``--flops-reduction 0.82`` runs the other point).
+
+``round_to`` is this host's SIMD block (16 with AVX-512, 8 with AVX2), read when the
 recipe is built, so that a cache made on one kind of host is not reused on the other: on an
 AVX-512 host a net pruned to multiples of 8 ran 18.7 ms at 256x1600 where the same MACs in
 multiples of 16 ran 15.2."""
