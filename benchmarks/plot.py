@@ -74,11 +74,19 @@ def plot(results: dict[str, Any], path: Path, others: Sequence[dict[str, Any]] =
     _, base_y = xy(rows[0][1], rows[0][2])
     draw.line([LEFT, base_y, right, base_y], fill="#888888", width=1)
     draw.text((LEFT + 4, base_y - 14), "baseline mIoU", fill="#888888", font=font)
+    caption_width = draw.textlength("baseline mIoU", font=font)
+    placed: list[tuple[float, float, float]] = [(LEFT + 4, base_y - 14, caption_width)]
     for label, macs, miou in rows:
         x, y = xy(macs, miou)
         colour = COLOURS.get(label.split()[0], INK)
         draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=colour, outline=INK)
-        draw.text((x + 8, y - 6), f"{label} {miou:.3f}", fill=colour, font=font)
+        text = f"{label} {miou:.3f}"
+        width = draw.textlength(text, font=font)
+        spots = [(x + side, y + rise) for rise in (-6, -18, 6, -30, 18) for side in (8, -8 - width)]
+        free = [spot for spot in spots if not any(_overlaps(spot, width, box) for box in placed)]
+        spot = (free or spots)[0]
+        placed.append((*spot, width))
+        draw.text(spot, text, fill=colour, font=font)
     title = (
         f"{results['dataset']}: test mIoU against GMACs at {results['native_size'][0]}x"
         f"{results['native_size'][1]} (commit {results['commit']})"
@@ -87,6 +95,13 @@ def plot(results: dict[str, Any], path: Path, others: Sequence[dict[str, Any]] =
     draw.text((SIZE[0] // 2 - 60, SIZE[1] - 30), "GMACs per image", fill=INK, font=font)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
+
+
+def _overlaps(spot: tuple[float, float], width: float, box: tuple[float, float, float]) -> bool:
+    """Would a label at ``spot`` cover the label drawn at ``box`` (x, y, width)?"""
+    x, y = spot
+    other_x, other_y, other_width = box
+    return x < other_x + other_width and other_x < x + width and abs(y - other_y) < 11
 
 
 def main(argv: list[str] | None = None) -> int:
