@@ -37,6 +37,8 @@ the smallest such size is the fastest."""
 MACS_TOLERANCE = 0.01
 SEARCH_ITERATIONS = 12
 """Bisection steps over the level: 1/4096 of the range, finer than one channel of any layer."""
+MAX_LEVEL = 1.0 - 1e-6
+"""The highest level searched: just under pruning everything the caps allow."""
 HOLD_ROUNDS = 6
 """Bisections at most in one search, each holding the groups whose block overshot in the last."""
 
@@ -194,7 +196,11 @@ def prune_to_level(
 ) -> SegmentationModel:
     """A pruned copy at one level: a channel ratio (uniform) or the share of channels ranked
     out (global); the groups in ``held`` keep the widths it gives them instead."""
-    return pruned_copy(model, groups, {**allocator.plan(groups, level), **(held or {})})
+    return pruned_copy(model, groups, _held_plan(groups, allocator, level, held or {}))
+
+
+def _held_plan(groups: list[GroupScores], allocator: Allocator, level: float, held: Plan) -> Plan:
+    return {**allocator.plan(groups, level), **held}
 
 
 @dataclass
@@ -235,20 +241,18 @@ def search_level(
         bracket = _bisect(model, groups, allocator, target_macs, measure, low, held)
         if bracket.best is not None and bracket.best_macs > found_macs:
             found, found_macs = bracket.best, bracket.best_macs
-        if found_macs >= (1 - MACS_TOLERANCE) * target_macs or bracket.over is None:
+        over, under = bracket.over, bracket.under
+        if found_macs >= (1 - MACS_TOLERANCE) * target_macs or over is None or under is None:
             break
         jumped = {
-            root: width
-            for root, width in bracket.over.items()
-            if bracket.under is not None and bracket.under[root] != width and root not in held
+            root: width for root, width in over.items() if under[root] != width and root not in held
         }
         if not jumped:
             break
         held.update(jumped)
         low = bracket.over_level
     if found is None:
-        level = 1.0 - 1e-6
-        return prune_to_level(model, groups, allocator, level, held), level
+        return prune_to_level(model, groups, allocator, MAX_LEVEL, held), MAX_LEVEL
     return found
 
 
@@ -261,11 +265,11 @@ def _bisect(
     low: float,
     held: Plan,
 ) -> _Bracket:
-    high = 1.0 - 1e-6
+    high = MAX_LEVEL
     bracket = _Bracket()
     for _ in range(SEARCH_ITERATIONS):
         level = (low + high) / 2
-        plan = {**allocator.plan(groups, level), **held}
+        plan = _held_plan(groups, allocator, level, held)
         candidate = pruned_copy(model, groups, plan)
         macs = measure(candidate)
         if macs <= target_macs:

@@ -70,7 +70,8 @@ def _unblock_logit_upsampling(path: Path) -> None:
         attributes = {a.name: a for a in node.attribute}
         mode = attributes.get("mode")
         transform = attributes.get("coordinate_transformation_mode")
-        if mode is not None and mode.s == b"linear" and transform and transform.s == b"half_pixel":
+        linear = mode is not None and mode.s == b"linear"
+        if linear and transform is not None and transform.s == b"half_pixel":
             transform.s = b"pytorch_half_pixel"
             changed = True
     if changed:
