@@ -228,32 +228,52 @@ def search_level(
     Widths move in blocks of ``round_to``, so at the level where the target lies one group may
     lose a block worth several percent of the MACs (a wide layer on a large map), and plain
     bisection would stop well under the target, at a different distance for every criterion.
-    Then that group is held at the width it has just over the target and the bisection goes on
-    from there over the others, whose blocks are worth less, until the MACs are within the
-    tolerance or no group is left to hold (``HOLD_ROUNDS`` at most)."""
+    Then the bisection is run twice more: once with that group at the width it has just under
+    the target and the others searched again from nothing pruned (they may then keep more than
+    the level gave them), once with the group held at the width it has just over the target and
+    the bisection going on from there over the others, whose blocks are worth less; the second
+    repeats until the MACs are within the tolerance or no group is left to hold
+    (``HOLD_ROUNDS`` at most). The copy closest to the target from below wins."""
     if measure(model) <= target_macs:
         return copy.deepcopy(model), 0.0
     held: Plan = {}
     low = 0.0
-    found: tuple[SegmentationModel, float] | None = None
-    found_macs = 0.0
+    closest = _Closest(target_macs)
     for _ in range(HOLD_ROUNDS):
         bracket = _bisect(model, groups, allocator, target_macs, measure, low, held)
-        if bracket.best is not None and bracket.best_macs > found_macs:
-            found, found_macs = bracket.best, bracket.best_macs
+        closest.offer(bracket)
         over, under = bracket.over, bracket.under
-        if found_macs >= (1 - MACS_TOLERANCE) * target_macs or over is None or under is None:
+        if closest.within_tolerance or over is None or under is None:
             break
-        jumped = {
-            root: width for root, width in over.items() if under[root] != width and root not in held
-        }
+        jumped = [root for root, width in over.items() if under[root] != width and root not in held]
         if not jumped:
             break
-        held.update(jumped)
+        narrowed = {**held, **{root: under[root] for root in jumped}}
+        closest.offer(_bisect(model, groups, allocator, target_macs, measure, 0.0, narrowed))
+        if closest.within_tolerance:
+            break
+        held.update({root: over[root] for root in jumped})
         low = bracket.over_level
-    if found is None:
+    if closest.best is None:
         return prune_to_level(model, groups, allocator, MAX_LEVEL, held), MAX_LEVEL
-    return found
+    return closest.best
+
+
+@dataclass
+class _Closest:
+    """The copy with the most MACs at or under the target among the bisections offered."""
+
+    target_macs: float
+    best: tuple[SegmentationModel, float] | None = None
+    macs: float = 0.0
+
+    def offer(self, bracket: _Bracket) -> None:
+        if bracket.best is not None and bracket.best_macs > self.macs:
+            self.best, self.macs = bracket.best, bracket.best_macs
+
+    @property
+    def within_tolerance(self) -> bool:
+        return self.macs >= (1 - MACS_TOLERANCE) * self.target_macs
 
 
 def _bisect(

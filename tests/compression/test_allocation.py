@@ -113,13 +113,25 @@ def test_a_coarse_head_unet_is_pruned_to_round_widths_and_keeps_its_output() -> 
     assert result(torch.zeros(1, 1, 64, 96)).shape == (1, 4, 64, 96)
 
 
-@pytest.mark.parametrize("criterion", ["fpgm", "l1", "random"])
-def test_every_criterion_lands_within_the_tolerance_of_the_macs_target(criterion: str) -> None:
-    """Blocks of 8 channels on the large maps of a coarse-head U-Net make the MACs jump by
-    several percent between adjacent levels; the search holds such groups and goes on."""
+@pytest.mark.parametrize(
+    ("criterion", "head_stride", "round_to", "kept"),
+    [
+        ("fpgm", 2, 8, 0.18),
+        ("l1", 2, 8, 0.18),
+        ("random", 2, 8, 0.18),
+        ("fpgm", 4, 16, 0.11),
+    ],
+)
+def test_every_criterion_lands_within_the_tolerance_of_the_macs_target(
+    criterion: str, head_stride: int, round_to: int, kept: float
+) -> None:
+    """Blocks of channels on the large maps of a coarse-head U-Net make the MACs jump by
+    several percent between adjacent levels; the search holds such groups and goes on. In the
+    last case the stem's group must take its narrower width, with the others kept wider than
+    the level where it drops gives them (holding it wide landed at 97.7% of the target)."""
     torch.manual_seed(0)
-    model = build_model(Architecture("unet", "resnet18", 1, 4, 0.5, head_stride=2)).eval()
-    target = 0.18 * search_macs(model)
+    model = build_model(Architecture("unet", "resnet18", 1, 4, 0.5, head_stride=head_stride)).eval()
+    target = kept * search_macs(model)
     groups = score_groups(model, make_importance(criterion), conv_widths(model), seed=1)
-    result, _ = search_level(model, groups, Allocator("global", 8, 0.9), target)
+    result, _ = search_level(model, groups, Allocator("global", round_to, 0.9), target)
     assert 0.99 * target <= search_macs(result) <= target
