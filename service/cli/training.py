@@ -69,6 +69,13 @@ def add_train(commands: Commands, settings: Settings) -> None:
         choices=HEAD_STRIDES,
         help="U-Net: classify at full resolution (1) or at /2, /4 with the logits upsampled",
     )
+    sub.add_argument(
+        "--defect-share",
+        type=float,
+        default=0.0,
+        help="the least share of each epoch's samples drawn from images with a defect "
+        "(0: one sample per image)",
+    )
     sub.add_argument("--epochs", type=int, default=10, help="epochs")
     sub.add_argument("--batch", type=int, default=8, help="batch size")
     sub.add_argument("--crop", type=size, default=(256, 256), help="training crop HxW")
@@ -92,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             presence_head=args.presence_head,
             head_stride=args.head_stride,
             dice_reduction=args.dice_reduction,
+            defect_share=args.defect_share,
             epochs=args.epochs,
             batch_size=args.batch,
             crop=args.crop,

@@ -45,9 +45,10 @@ class CompressionConfig:
     within it is published. With one, the steps run to the target and the fine-tuned net must
     be within the drop to be published.
 
-    ``dataset``, ``crop``, ``batch_size`` and ``dice_reduction`` (of the task loss, see
-    service.training.losses) left as None come from the source version's lineage settings
-    (what it was trained or fine-tuned with), else from the defaults above.
+    ``dataset``, ``crop``, ``batch_size``, ``dice_reduction`` (of the task loss, see
+    service.training.losses) and ``defect_share`` (see service.training.crops) left as None
+    come from the source version's lineage settings (what it was trained or fine-tuned with),
+    else from the defaults above.
     """
 
     model: str
@@ -72,6 +73,7 @@ class CompressionConfig:
     batch_size: int | None = None
     crop: tuple[int, int] | None = None
     dice_reduction: str | None = None
+    defect_share: float | None = None
     lr: float = 1e-3
     job_id: str | None = None
     latency_repeats: int = 20
@@ -99,12 +101,16 @@ class CompressionConfig:
         crop = self.crop or recorded.get("crop") or DEFAULT_CROP
         batch_size = self.batch_size or recorded.get("batch_size") or DEFAULT_BATCH_SIZE
         reduction = self.dice_reduction or recorded.get("dice_reduction") or DEFAULT_DICE_REDUCTION
+        defect_share = self.defect_share
+        if defect_share is None:
+            defect_share = float(recorded.get("defect_share") or 0.0)
         return replace(
             self,
             dataset=dataset,
             crop=tuple(crop),
             batch_size=int(batch_size),
             dice_reduction=reduction,
+            defect_share=defect_share,
             round_to=self.round_to or simd_round_to(),
         )
 
@@ -150,6 +156,8 @@ def _problems(config: CompressionConfig) -> list[str]:
         problems.append("batch_size must be at least 1")
     if config.crop is not None and any(side <= 0 or side % STRIDE for side in config.crop):
         problems.append(f"crop {config.crop} must be positive multiples of {STRIDE}")
+    if config.defect_share is not None and not 0 <= config.defect_share < 1:
+        problems.append(f"defect_share must be in [0, 1), got {config.defect_share}")
     if config.lr <= 0 or config.distill_weight < 0 or config.latency_repeats < 1:
         problems.append("lr must be positive, distill_weight >= 0, latency_repeats >= 1")
     return problems

@@ -83,7 +83,12 @@ class CompressionJob:
     def crops(self) -> TrainingCrops:
         config = self.config
         return TrainingCrops(
-            self.train_set, config.crop, self.spec.channels, self.spec.normalisation, config.seed
+            self.train_set,
+            config.crop,
+            self.spec.channels,
+            self.spec.normalisation,
+            config.seed,
+            defect_share=config.defect_share or 0.0,
         )
 
     def measure(self, model: SegmentationModel, rules: list[ClassPostprocess]) -> dict[str, Any]:

@@ -62,6 +62,9 @@ class TrainConfig:
     """U-Net: 1 (the head at full resolution), 2 or 4 (see service.nets.unet.build_unet)."""
     dice_reduction: str = DEFAULT_DICE_REDUCTION
     """How the Dice term is averaged: ``batch`` or ``pairs`` (see service.training.losses)."""
+    defect_share: float = 0.0
+    """The least share of each epoch's samples drawn from images with a defect (see
+    service.training.crops); 0: one sample per image."""
     epochs: int = 10
     batch_size: int = 8
     crop: tuple[int, int] = (256, 256)
@@ -139,7 +142,12 @@ def train(config: TrainConfig) -> TrainResult:
     )
     model = build_model(arch).to(device)
     crops = TrainingCrops(
-        train_set, config.crop, config.in_channels, spec.normalisation, config.seed
+        train_set,
+        config.crop,
+        config.in_channels,
+        spec.normalisation,
+        config.seed,
+        defect_share=config.defect_share,
     )
     steps_per_epoch = math.ceil(len(crops) / config.batch_size)
     optimisation = Optimisation.for_model(

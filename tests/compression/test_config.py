@@ -39,3 +39,11 @@ def test_crop_and_batch_come_from_the_source() -> None:
 def test_an_unknown_dice_reduction_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown dice_reduction 'image'"):
         _job(dice_reduction="image")
+
+
+def test_the_defect_share_follows_the_source_unless_the_job_names_one() -> None:
+    assert _job().resolved(_source()).defect_share == 0.0
+    assert _job().resolved(_source(defect_share=0.5)).defect_share == 0.5
+    assert _job(defect_share=0.0).resolved(_source(defect_share=0.5)).defect_share == 0.0
+    with pytest.raises(ValueError, match=r"defect_share must be in \[0, 1\)"):
+        _job(defect_share=1.0)
