@@ -15,6 +15,7 @@ from service.compression import SCRATCH
 from service.compression.allocation import (
     Allocator,
     conv_widths,
+    final_widths,
     prune_to_level,
     score_groups,
     search_level,
@@ -49,12 +50,20 @@ def run_pruning_steps(job: CompressionJob) -> list[dict[str, Any]]:
     source_widths = conv_widths(job.source)
     objective = _objective(job)
     source_search_macs = search_macs(job.source)
+    least = {}
+    if config.flops_reduction is not None and len(records) < config.steps:
+        final_target = source_search_macs * step_macs_fraction(
+            config.flops_reduction, config.steps, config.steps, config.schedule
+        )
+        least = final_widths(job.source, importance, allocator, final_target, config.seed * 1000)
     for step in range(len(records) + 1, config.steps + 1):
         if records and not records[-1]["within_drop"] and config.finetune_epochs == 0:
             break
         job.watch.check()
         started = time.perf_counter()
-        groups = score_groups(model, importance, source_widths, seed=config.seed * 1000 + step)
+        groups = score_groups(
+            model, importance, source_widths, seed=config.seed * 1000 + step, least=least
+        )
         if config.flops_reduction is not None:
             target = source_search_macs * step_macs_fraction(
                 config.flops_reduction, step, config.steps, config.schedule
