@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -102,9 +103,8 @@ class Recipe:
     def model(self) -> str:
         return f"{self.name}-unet"
 
-    def config(self, method: str) -> CompressionConfig:
+    def config(self, method: str, job_id: str) -> CompressionConfig:
         settings = {**self.compression, "method": method}
-        digest = hashlib.sha1(json.dumps(self.compression, sort_keys=True).encode()).hexdigest()
         return CompressionConfig(
             model=self.model,
             ref=1,
@@ -113,7 +113,7 @@ class Recipe:
             seed=self.baseline.seed,
             batch_size=self.baseline.batch_size,
             crop=self.baseline.crop,
-            job_id=f"bench-{method}-{digest[:10]}",
+            job_id=job_id,
             latency_repeats=3,
             **settings,
         )
@@ -283,8 +283,8 @@ def _method_stage(
     source: Manifest,
     results: Path,
 ) -> None:
-    config = recipe.config(method)
     work_dir = work / method
+    config = recipe.config(method, _job_id(work_dir, method))
     if method == SCRATCH:
         _share_architecture_search(work / SCRATCH_CRITERION, work_dir)
 
@@ -325,6 +325,18 @@ def _method_stage(
         "widths": _widths(manifest),
     }
     update_method(results, method, figures, commit=git_commit(), host=host_description())
+
+
+def _job_id(work_dir: Path, method: str) -> str:
+    """The method's job id, made once per work folder and kept in it: a resumed run is the
+    same job, and one whose folder was removed is a new job. An id derived from the settings
+    alone would make the pipeline hand back the version an earlier run of the same settings
+    published (it never publishes one job twice), whatever code made it."""
+    record = work_dir / "bench-job-id"
+    if not record.is_file():
+        work_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"bench-{method}-{uuid.uuid4().hex[:12]}\n")
+    return record.read_text().strip()
 
 
 def _share_architecture_search(fpgm_dir: Path, scratch_dir: Path) -> None:

@@ -4,6 +4,7 @@ results file's schema, and a second run resumes from the cache instead of traini
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,10 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
     again = run_benchmark(recipe, ["fpgm"], results)
     assert checkpoint.stat().st_mtime_ns == before  # nothing trained again
     assert again["methods"]["fpgm"]["version"] == summary["methods"]["fpgm"]["version"]
+    # A method whose work was removed is a new job: it publishes a version of its own.
+    shutil.rmtree(next(cache.glob("baseline-*/compress-*")) / "fpgm")
+    anew = run_benchmark(recipe, ["fpgm"], results)
+    assert anew["methods"]["fpgm"]["version"] > again["methods"]["scratch"]["version"]
 
     # Figures measured against another recipe do not stay beside the new baseline's.
     changed = Recipe(
