@@ -307,7 +307,12 @@ class _Closest:
 
     @property
     def within_tolerance(self) -> bool:
-        return self.macs >= (1 - MACS_TOLERANCE) * self.target_macs
+        return _within_tolerance(self.macs, self.target_macs)
+
+
+def _within_tolerance(macs: float, target_macs: float) -> bool:
+    """At most MACS_TOLERANCE under the target (callers keep only copies at or under it)."""
+    return macs >= (1 - MACS_TOLERANCE) * target_macs
 
 
 def _bisect(
@@ -331,7 +336,7 @@ def _bisect(
             bracket.under = plan
             if macs > bracket.best_macs:
                 bracket.best, bracket.best_macs = (candidate, level), macs
-            if macs >= (1 - MACS_TOLERANCE) * target_macs:
+            if _within_tolerance(macs, target_macs):
                 break
         else:
             low = level

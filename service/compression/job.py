@@ -88,7 +88,7 @@ class CompressionJob:
             self.spec.channels,
             self.spec.normalisation,
             config.seed,
-            defect_share=config.defect_share or 0.0,
+            defect_share=config.defect_share,
         )
 
     def measure(self, model: SegmentationModel, rules: list[ClassPostprocess]) -> dict[str, Any]:
