@@ -81,7 +81,7 @@ def test_tuner_finds_the_separating_threshold_and_drops_noise() -> None:
 
 def test_min_area_candidates_scale_with_image() -> None:
     assert min_area_candidates(256, 1600)[:3] == (0, 16, 32)
-    assert max(min_area_candidates(256, 1600)) <= 256 * 1600 // 50
+    assert max(min_area_candidates(256, 1600)) == 32768 <= 256 * 1600 // 8
     assert min_area_candidates(8, 8) == (0,)
 
 

@@ -21,9 +21,15 @@ GATE_CANDIDATES: tuple[float | None, ...] = (None, *(round(0.05 * k, 2) for k in
 """No gate, then presence thresholds 0.05..0.95."""
 
 
+MIN_AREA_LIMIT = 1 / 8
+"""The largest minimum area tried, as a share of the image. Some classes are large (magnetic
+tile's uneven surfaces cover a quarter of a tile at the median) and so are a net's false
+alarms on them (a tenth of a clean tile): a cap of 2% could not tell the two apart by size."""
+
+
 def min_area_candidates(height: int, width: int) -> tuple[int, ...]:
-    """0, then powers of two from 16 up to 2% of the image."""
-    limit = height * width // 50
+    """0, then powers of two from 16 up to ``MIN_AREA_LIMIT`` of the image."""
+    limit = int(height * width * MIN_AREA_LIMIT)
     candidates = [0]
     area = 16
     while area <= limit:
