@@ -3,7 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from service.data.base import DefectClass, Sample
 from service.evaluation.metrics import DiceAccumulator
+from service.evaluation.run import tune_postprocess
 from service.evaluation.tuning import PostprocessTuner, min_area_candidates
 from service.inference.postprocess import probabilities_to_masks, sigmoid
 from service.inference.preprocess import normalise, padded_size, prepare_batch
@@ -77,6 +79,37 @@ def test_tuner_finds_the_separating_threshold_and_drops_noise() -> None:
     assert 0.4 <= rule.threshold < 0.62
     assert 3 < rule.min_area <= 144
     assert score == pytest.approx(1.0, abs=0.02)
+
+
+class _TwoSizes:
+    """A 64x64 image with a 600-pixel defect, then a clean 32x32 one; each image's bright
+    pixels are where the predictor below flags the class."""
+
+    def __init__(self) -> None:
+        self.classes = (DefectClass(id=1, name="defect"),)
+        self.image_ids = ["large", "small"]
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> Sample:
+        side, area = ((64, 600), (32, 300))[index]
+        flagged = np.zeros(side * side, np.uint8)
+        flagged[:area] = 1
+        flagged = flagged.reshape(side, side)
+        masks = (flagged if index == 0 else np.zeros_like(flagged))[None]
+        return Sample(image_id=self.image_ids[index], image=flagged * 255, masks=masks)
+
+
+def test_tuned_minimum_areas_follow_the_largest_image_of_the_split() -> None:
+    def bright_pixels(batch: np.ndarray) -> np.ndarray:
+        return np.where(batch[:, :1] > 0, 10.0, -10.0).astype(np.float32)
+
+    spec = InputSpec(height=64, width=64, channels=1)
+    (rule,), (score,) = tune_postprocess(bright_pixels, _TwoSizes(), spec, progress=False)
+    # The last image alone (32x32) would cap the areas at 128: the clean image's 300 false
+    # pixels could not be dropped. The largest (64x64) allows 512, between the two.
+    assert rule.min_area == 512 and score == pytest.approx(1.0)
 
 
 def test_min_area_candidates_scale_with_image() -> None:

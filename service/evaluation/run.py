@@ -60,16 +60,16 @@ def tune_postprocess(
     """Per-class threshold, minimum area and (for a gated model) gate that maximise Dice on
     ``dataset``."""
     tuner = PostprocessTuner(num_classes=len(dataset.classes))
-    shape: tuple[int, int] | None = None  # the largest image's: sizes vary in some sets
+    largest: tuple[int, int] | None = None  # sizes vary in some sets (magnetic-tile)
     for sample, probabilities, presence in predict_dataset(
         predictor, dataset, spec, batch_size, progress, "tune"
     ):
         tuner.add(probabilities, sample.masks, presence)
-        if shape is None or sample.image.size > shape[0] * shape[1]:
-            shape = sample.image.shape
-    if shape is None:
+        if largest is None or sample.image.size > np.prod(largest):
+            largest = sample.image.shape
+    if largest is None:
         raise ValueError("cannot tune post-processing on an empty dataset")
-    return tuner.best(min_area_candidates(*shape))
+    return tuner.best(min_area_candidates(*largest))
 
 
 def evaluate(
