@@ -152,7 +152,7 @@ RECIPES = {
         "neu",
         "neu",
         Baseline(width=0.5, epochs=24, crop=(128, 128), head_stride=4),
-        {**COMPRESSION, "finetune_epochs": 12},
+        {**COMPRESSION, "finetune_epochs": 24},
     ),
     "magnetic-tile": Recipe(
         "magnetic-tile",
