@@ -47,6 +47,28 @@ def test_existing_run_needs_resume_and_resume_continues(
     assert [epoch["epoch"] for epoch in result.history] == list(range(1, EPOCHS + 2))
 
 
+def test_a_run_can_start_from_earlier_weights(
+    trained_run: Path, synthetic_root: Path, tmp_path: Path
+) -> None:
+    from service.nets import Architecture, build_model
+    from service.training.train import load_initial_weights
+
+    weights = trained_run / "best.safetensors"
+    config = tiny_train_config(synthetic_root, tmp_path / "run", epochs=1, init_weights=weights)
+    result = train(config)
+    first_epoch_loss = result.history[0]["train_loss"]
+    scratch = json.loads((trained_run / "run.json").read_text())["history"][0]["train_loss"]
+    assert first_epoch_loss < scratch  # it started where the earlier run ended, not at random
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["config"]["init_weights"] == str(weights)
+
+    arch = Architecture.from_dict({**run["architecture"], "width_multiplier": 0.25})
+    with pytest.raises(ValueError, match="does not fit this architecture"):
+        load_initial_weights(build_model(arch), weights)
+    with pytest.raises(FileNotFoundError):
+        load_initial_weights(build_model(arch), tmp_path / "none.safetensors")
+
+
 def test_publish_exports_onnx_with_parity_and_rebuilds(trained_run: Path, tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "store")
     manifest = publish_run(

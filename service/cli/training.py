@@ -29,12 +29,22 @@ def add_make_synthetic(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--out", type=Path, required=True, help="output folder")
     sub.add_argument("--n", type=int, required=True, help="number of strips")
     sub.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
+    sub.add_argument(
+        "--textures",
+        type=Path,
+        default=None,
+        help="a NEU-Seg folder: lend most strips real clean steel texture from its train split",
+    )
 
 
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
     from service.data.synthetic import generate_synthetic
+    from service.data.textures import SteelTextures
 
-    out = generate_synthetic(args.out, args.n, args.seed, progress=not args.quiet)
+    textures = None if args.textures is None else SteelTextures.from_neu(args.textures)
+    out = generate_synthetic(
+        args.out, args.n, args.seed, textures=textures, progress=not args.quiet
+    )
     print(f"wrote {args.n} synthetic strips to {out}")
     return 0
 
@@ -82,6 +92,13 @@ def add_train(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     sub.add_argument("--device", default="auto", choices=DEVICES, help="device")
     sub.add_argument("--seed", type=int, default=0, help="random seed")
+    sub.add_argument(
+        "--init-weights",
+        type=Path,
+        default=None,
+        help="start from these weights (a safetensors file of the same architecture, "
+        "e.g. model_store/MODEL/VERSION/weights.safetensors)",
+    )
     sub.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
 
 
@@ -106,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             lr=args.lr,
             device=args.device,
             seed=args.seed,
+            init_weights=args.init_weights,
             resume=args.resume,
             progress=not args.quiet,
         )

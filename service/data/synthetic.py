@@ -2,7 +2,8 @@
 
 A strip is drawn as a line camera sees one: rolled steel (streaks along the rolling direction,
 which may run along or across the frame, illumination that varies across and along it, grain,
-coarse mottling, isolated speckle, harmless stains and bands that are not defects), black
+coarse mottling, isolated speckle, harmless stains and bands that are not defects; with a
+texture bank, real clean steel texture on most strips, see service.data.textures), black
 off-steel margins where the frame runs past the strip's end or edge, then the camera (blur,
 sensor noise, JPEG compression). About half of the strips are clean; the others carry 1-3
 defects of four classes drawn with the look of the Severstal classes: clusters of pits, cracks
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from service import rle
 from service.data.base import DefectClass
 from service.data.severstal import write_classes, write_train_csv
+from service.data.textures import SteelTextures
 
 HEIGHT, WIDTH = 256, 1600
 SYNTHETIC_CLASSES = (
@@ -47,6 +49,12 @@ _MIN_STEEL_WIDTH = 500
 _MARGIN_SIDES = ((), ("left",), ("right",), ("left", "right"))
 _MARGIN_ODDS = np.cumsum((0.55, 0.25, 0.15))
 """Where a frame shows black off-steel margins: none, left, right (these odds), or both."""
+
+_REAL_TEXTURE_SHARE = 0.75
+"""With a texture bank, the share of strips whose steel carries real texture (the rest keep
+the procedural texture alone, so that smooth steel stays in the data)."""
+_REAL_TEXTURE_CONTRAST = (0.4, 1.2)
+"""The factor on the real texture's own contrast."""
 
 # A drawn defect: top-left corner on the strip and the intensity change over its bounding box,
 # nonzero exactly on the defect's footprint.
@@ -162,7 +170,7 @@ def _steel_region(rng: np.random.Generator) -> np.ndarray:
     return steel
 
 
-def _scene(rng: np.random.Generator) -> Scene:
+def _scene(rng: np.random.Generator, textures: SteelTextures | None = None) -> Scene:
     level = rng.uniform(55.0, 165.0)
     texture = _rolling_texture(rng) + _harmless_marks(rng) + _speckle(rng)
     steel_intensity = level + _illumination(rng) + texture
@@ -170,6 +178,9 @@ def _scene(rng: np.random.Generator) -> Scene:
     off_steel = rng.uniform(0.0, _OFF_STEEL_LEVEL) + rng.standard_normal(
         (HEIGHT, WIDTH), dtype=np.float32
     ) * rng.uniform(0.5, 2.0)
+    if textures is not None and rng.random() < _REAL_TEXTURE_SHARE:
+        contrast = rng.uniform(*_REAL_TEXTURE_CONTRAST)
+        steel_intensity = steel_intensity + contrast * textures.draw(rng, HEIGHT, WIDTH)
     background = np.where(steel, np.maximum(steel_intensity, 30.0), off_steel)
     return Scene(background.astype(np.float32), steel)
 
@@ -318,9 +329,15 @@ _DRAWERS: tuple[Callable[[np.random.Generator, np.ndarray], Defect], ...] = (
 )
 
 
-def compose_strip(rng: np.random.Generator, *, defect_free_fraction: float = 0.5) -> Composition:
-    """The scene and its defects, before the camera."""
-    scene = _scene(rng)
+def compose_strip(
+    rng: np.random.Generator,
+    *,
+    defect_free_fraction: float = 0.5,
+    textures: SteelTextures | None = None,
+) -> Composition:
+    """The scene and its defects, before the camera; ``textures``, when given, lends most
+    strips real steel texture (see service.data.textures)."""
+    scene = _scene(rng, textures)
     image = scene.background.copy()
     masks = np.zeros((NUM_CLASSES, HEIGHT, WIDTH), dtype=bool)
     occupied = ~scene.steel
@@ -359,11 +376,14 @@ def camera(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def render_strip(
-    rng: np.random.Generator, *, defect_free_fraction: float = 0.5
+    rng: np.random.Generator,
+    *,
+    defect_free_fraction: float = 0.5,
+    textures: SteelTextures | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one strip: image uint8 (256, 1600) as the camera sees it and masks uint8
     (4, 256, 1600), 0/1."""
-    composition = compose_strip(rng, defect_free_fraction=defect_free_fraction)
+    composition = compose_strip(rng, defect_free_fraction=defect_free_fraction, textures=textures)
     return camera(rng, composition.image), composition.masks
 
 
@@ -373,6 +393,7 @@ def generate_synthetic(
     seed: int,
     *,
     defect_free_fraction: float = 0.5,
+    textures: SteelTextures | None = None,
     progress: bool = True,
 ) -> Path:
     """Write ``n`` strips as a Severstal-format dataset under ``out_dir`` and return it.
@@ -380,7 +401,7 @@ def generate_synthetic(
     ``out_dir/train.csv`` (new format), ``out_dir/train_images/<id>.png`` and
     ``out_dir/classes.json`` naming the four classes. Strip i is drawn
     from its own generator seeded with (seed, i): the same (n, seed) gives byte-identical files,
-    and the first k strips do not depend on n.
+    and the first k strips do not depend on n (for one texture bank, or none).
     """
     if n < 0 or seed < 0:
         raise ValueError(f"n and seed must be non-negative, got n={n}, seed={seed}")
@@ -396,7 +417,9 @@ def generate_synthetic(
     rows: dict[str, dict[int, str]] = {}
     for i, name in enumerate(tqdm(names, desc="synthetic strips", disable=not progress)):
         image, masks = render_strip(
-            np.random.default_rng([seed, i]), defect_free_fraction=defect_free_fraction
+            np.random.default_rng([seed, i]),
+            defect_free_fraction=defect_free_fraction,
+            textures=textures,
         )
         Image.fromarray(image).save(image_dir / name, compress_level=1)
         rows[name] = {k + 1: rle.encode(mask) for k, mask in enumerate(masks) if mask.any()}

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -72,12 +72,16 @@ class TrainConfig:
     weight_decay: float = 1e-4
     device: str = "auto"
     seed: int = 0
+    init_weights: Path | None = None
+    """Start from these weights (a safetensors file of the same architecture, e.g. a published
+    version's) instead of a random initialisation: a shipped net adapted to new data."""
     resume: bool = False
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["out_dir"] = str(self.out_dir)
+        data["init_weights"] = None if self.init_weights is None else str(self.init_weights)
         data["crop"] = list(self.crop)
         return data
 
@@ -140,7 +144,10 @@ def train(config: TrainConfig) -> TrainResult:
         presence_head=config.presence_head,
         head_stride=config.head_stride,
     )
-    model = build_model(arch).to(device)
+    model = build_model(arch)
+    if config.init_weights is not None:
+        load_initial_weights(model, config.init_weights)
+    model.to(device)
     crops = TrainingCrops(
         train_set,
         config.crop,
@@ -191,6 +198,25 @@ def train(config: TrainConfig) -> TrainResult:
         if config.progress:
             tqdm.write(json.dumps(record))
     return result
+
+
+def load_initial_weights(model: nn.Module, path: Path) -> None:
+    """``path``'s weights into ``model``; a file of another architecture is refused by name."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"initial weights {path} do not exist")
+    state = load_file(str(path))
+    own = model.state_dict()
+    mismatched = sorted(
+        name for name, tensor in state.items() if name in own and own[name].shape != tensor.shape
+    )
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if mismatched or missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit this architecture: shapes differ for {mismatched[:3]}, "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
+    model.load_state_dict(state)
 
 
 def task_objective(loss_fn: SegmentationLoss) -> Objective:

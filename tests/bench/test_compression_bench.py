@@ -16,6 +16,7 @@ pytest.importorskip("torch_pruning")
 
 from benchmarks.compression import Baseline, Recipe, run_benchmark
 from benchmarks.plot import plot, points
+from tests.data_folders import write_neu_folder
 
 SIDE = 64
 TINY_COMPRESSION = {
@@ -39,9 +40,7 @@ METHOD_KEYS = BASELINE_KEYS - {"arch"} | {"settings"}
 def tiny_neu(root: Path) -> Path:
     """12 images of a bright blob (class 1) or a dark stripe (class 2) on noise, NEU's layout."""
     rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rows = ["stem,split"]
+    samples = []
     for index in range(12):
         image = rng.integers(90, 140, (SIDE, SIDE), dtype=np.uint8)
         mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
@@ -52,12 +51,8 @@ def tiny_neu(root: Path) -> Path:
         else:
             image[:, left : left + 6] = 20
             mask[:, left : left + 6] = 2
-        stem = f"img{index:02d}"
-        Image.fromarray(image).save(root / "images" / f"{stem}.jpg", quality=95)
-        Image.fromarray(mask).save(root / "masks" / f"{stem}.png")
-        rows.append(f"{stem},{('train', 'train', 'val', 'test')[index % 4]}")
-    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return root
+        samples.append((image, mask, ("train", "train", "val", "test")[index % 4]))
+    return write_neu_folder(root, samples)
 
 
 @pytest.mark.slow
