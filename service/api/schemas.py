@@ -294,7 +294,9 @@ class JobProgressOut(BaseModel):
     validation Dice, and the current net's MACs and params (``source``: the source's)."""
 
     stage: str | None = Field(
-        default=None, description="the last event: baseline, pruned, epoch, step or published"
+        default=None,
+        description="the last event: baseline, pruned, epoch, step, publishing (tuning the "
+        "post-processing, scoring the test split, exporting, timing) or published",
     )
     step: int | None = None
     steps: int | None = None

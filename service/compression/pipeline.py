@@ -115,6 +115,7 @@ def run_compression(
             f"{job.config.max_dice_drop} allowed: nothing to publish"
         )
     job.watch.check()
+    job.watch.emit("publishing", step=kept)
     published = _published_by(store, job.config) or publish_candidate(
         load_step_model(work_dir, kept).to(job.device),
         source=job.source,

@@ -102,7 +102,7 @@ def test_a_job_runs_from_queued_to_a_version_that_promotion_serves(
     assert [event["kind"] for event in done["events"]] == [
         "queued", "claimed", "baseline",
         "pruned", "epoch", "step", "pruned", "epoch", "step",
-        "published", "succeeded",
+        "publishing", "published", "succeeded",
     ]  # fmt: skip
     steps = [event["data"] for event in done["events"] if event["kind"] == "step"]
     assert all({"loss", "val_dice", "macs", "params"} <= set(step) for step in steps)
@@ -155,6 +155,7 @@ def test_a_job_with_the_step_schedule_and_final_fine_tune_runs_end_to_end(
     kinds = [event["kind"] for event in done["events"]]
     assert kinds[2:-2] == [
         "baseline", "pruned", "epoch", "step", "pruned", "epoch", "step", "epoch", "step",
+        "publishing",
     ]  # fmt: skip
     progress = done["progress"]
     assert (progress["step"], progress["steps"], progress["fraction"]) == (3, 3, 1.0)

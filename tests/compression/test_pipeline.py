@@ -115,7 +115,9 @@ def test_the_candidate_rebuilds_from_its_weights_and_serves_through_onnx(finishe
 def test_progress_reports_each_step_and_the_report_plots_them(finished) -> None:
     result, _, events, _ = finished
     kinds = [event["event"] for event in events]
-    assert kinds == ["baseline", "pruned", "epoch", "step", "pruned", "epoch", "step", "published"]
+    assert kinds == [
+        "baseline", "pruned", "epoch", "step", "pruned", "epoch", "step", "publishing", "published"
+    ]  # fmt: skip
     steps = [event for event in events if event["event"] == "step"]
     assert [event["step"] for event in steps] == [1, 2]
     assert all(event["steps"] == 2 and event["val_dice"] is not None for event in steps)
