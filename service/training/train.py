@@ -205,18 +205,10 @@ def load_initial_weights(model: nn.Module, path: Path) -> None:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"initial weights {path} do not exist")
-    state = load_file(str(path))
-    own = model.state_dict()
-    mismatched = sorted(
-        name for name, tensor in state.items() if name in own and own[name].shape != tensor.shape
-    )
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if mismatched or missing or unexpected:
-        raise ValueError(
-            f"{path} does not fit this architecture: shapes differ for {mismatched[:3]}, "
-            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
-        )
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as error:  # torch names the missing, unexpected and resized tensors
+        raise ValueError(f"{path} does not fit this architecture: {error}") from error
 
 
 def task_objective(loss_fn: SegmentationLoss) -> Objective:
