@@ -30,7 +30,7 @@ def test_windows_keep_clear_of_defects_and_their_rim() -> None:
     image = np.full((SIDE, SIDE), 120, dtype=np.uint8)
     defect = np.zeros((SIDE, SIDE), dtype=bool)
     defect[100, 100] = True
-    windows = clean_windows(image, defect)
+    windows = list(clean_windows(image, defect))
     assert windows and all(w.shape == (PATCH, PATCH) for w in windows)
     # A 5x5 grid of windows; the 2x2 whose spans reach (100, 100) grown by the rim are out.
     assert len(windows) == 25 - 4
@@ -39,9 +39,9 @@ def test_windows_keep_clear_of_defects_and_their_rim() -> None:
 def test_a_window_with_an_unlabelled_dark_spot_is_left_out() -> None:
     rng = np.random.default_rng(1)
     image = rng.integers(110, 130, (PATCH, PATCH)).astype(np.uint8)
-    assert len(clean_windows(image, np.zeros_like(image, dtype=bool))) == 1
+    assert len(list(clean_windows(image, np.zeros_like(image, dtype=bool)))) == 1
     image[20:28, 20:28] = 10
-    assert clean_windows(image, np.zeros_like(image, dtype=bool)) == []
+    assert list(clean_windows(image, np.zeros_like(image, dtype=bool))) == []
 
 
 def test_bank_reads_the_train_split_only_and_is_mean_free(tmp_path: Path) -> None:

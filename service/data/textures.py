@@ -13,7 +13,9 @@ overlapping windows sum to one, so the texture keeps its contrast and shows no s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,8 @@ class SteelTextures:
         patches: list[np.ndarray] = []
         for index in range(len(dataset)):
             sample = dataset[index]
-            patches.extend(clean_windows(sample.image, sample.masks.any(axis=0))[:PER_IMAGE])
+            windows = clean_windows(sample.image, sample.masks.any(axis=0))
+            patches.extend(islice(windows, PER_IMAGE))
             if len(patches) >= limit:
                 break
         if not patches:
@@ -88,20 +91,18 @@ class SteelTextures:
         return np.asarray(resized)
 
 
-def clean_windows(image: np.ndarray, defect: np.ndarray) -> list[np.ndarray]:
-    """The PATCH x PATCH windows of ``image`` (on a STRIDE grid) with no pixel of ``defect``
-    grown by DEFECT_MARGIN."""
+def clean_windows(image: np.ndarray, defect: np.ndarray) -> Iterator[np.ndarray]:
+    """The PATCH x PATCH windows of ``image`` (on a STRIDE grid, row by row) with no pixel of
+    ``defect`` grown by DEFECT_MARGIN, each scored only when asked for."""
     grown = Image.fromarray(defect.astype(np.uint8) * 255).filter(
         ImageFilter.MaxFilter(DEFECT_MARGIN)
     )
     blocked = np.asarray(grown) > 0
-    windows = []
     for top in range(0, image.shape[0] - PATCH + 1, STRIDE):
         for left in range(0, image.shape[1] - PATCH + 1, STRIDE):
             window = image[top : top + PATCH, left : left + PATCH]
             if not blocked[top : top + PATCH, left : left + PATCH].any() and _no_dark_spot(window):
-                windows.append(window)
-    return windows
+                yield window
 
 
 def _no_dark_spot(window: np.ndarray) -> bool:
