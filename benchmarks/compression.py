@@ -49,6 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 STRIP = (256, 1600)
 METHOD_ORDER = ("fpgm", "random", SCRATCH, "l1", "tp_fpgm")
+IDENTITY_KEYS = ("params", "macs", "miou", "dice", "dice_nonempty", "best_epoch")
+"""The baseline's figures that only its weights decide (its latency varies from run to run)."""
 
 
 @dataclass(frozen=True)
@@ -259,7 +261,10 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
         "seconds": run["seconds"],
         "best_epoch": run["best_epoch"],
     }
-    if _measured_recipe(results) != (baseline.slug, recipe.compression):
+    recorded = read_results(results).get("baseline", {})
+    if _measured_recipe(results) != (baseline.slug, recipe.compression) or not _same_weights(
+        recorded, figures
+    ):
         update_results(results, methods={})  # measured against another baseline
     update_results(
         results,
@@ -272,6 +277,13 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
         compression=recipe.compression,
     )
     return manifest
+
+
+def _same_weights(recorded: dict[str, Any], measured: dict[str, Any]) -> bool:
+    """Whether the results file's baseline is the net just measured. The same recipe retrained
+    on another kind of host (or another ONNX Runtime build) gives other weights, and the methods
+    pruned from the earlier ones are then no longer comparable with it."""
+    return all(recorded.get(key) == measured[key] for key in IDENTITY_KEYS)
 
 
 def _measured_recipe(results: Path) -> tuple[str, dict[str, Any]] | None:

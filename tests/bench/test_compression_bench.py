@@ -120,3 +120,10 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
         latency_repeats=2,
     )
     assert run_benchmark(changed, [], results)["methods"] == {}
+    assert run_benchmark(recipe, ["fpgm"], results)["methods"].keys() == {"fpgm"}
+
+    # Nor do figures pruned from other weights of the same recipe (another host retrained it).
+    recorded = json.loads(results.read_text())
+    recorded["baseline"]["miou"] += 0.01
+    results.write_text(json.dumps(recorded))
+    assert run_benchmark(recipe, [], results)["methods"] == {}
