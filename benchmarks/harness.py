@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,8 @@ class TimedRun:
     """(strips, session runs) the server's batcher saw during the block."""
     cpu_items: int | None = None
     """Items the CPU time was spent on; None: ``items``."""
+    cpu_by_thread: Counter[str] = field(default_factory=Counter)
+    """Of ``cpu_s``, the seconds of each kind of thread (where the block measured them)."""
 
 
 @dataclass
@@ -77,11 +80,13 @@ class Tally:
     failures: list[str] = field(default_factory=list)
     batched: tuple[float, float] = (0.0, 0.0)
     cpu_items: int = 0
+    cpu_by_thread: Counter[str] = field(default_factory=Counter)
 
     def add(self, run: TimedRun) -> None:
         self.seconds += run.seconds
         self.items += run.items
         self.cpu_s += run.cpu_s
+        self.cpu_by_thread.update(run.cpu_by_thread)
         self.cpu_items += run.items if run.cpu_items is None else run.cpu_items
         self.failures += run.failures
         self.batched = (self.batched[0] + run.batched[0], self.batched[1] + run.batched[1])
@@ -97,6 +102,13 @@ class Tally:
 
     def cpu_ms(self) -> float:
         return round(self.cpu_per_item() * 1000.0, 2)
+
+    def cpu_ms_by_thread(self) -> dict[str, float]:
+        """CPU milliseconds per item of each kind of thread, the busiest first."""
+        return {
+            name: round(seconds / self.cpu_items * 1000.0, 2)
+            for name, seconds in self.cpu_by_thread.most_common()
+        }
 
     def mean_batch(self) -> float:
         strips, runs = self.batched

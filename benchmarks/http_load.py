@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,23 @@ class Server:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def cpu_seconds_by_thread(self) -> Counter[str]:
+        """CPU seconds of the server's live threads, summed by what they do: the names the
+        service gives its threads at the OS level (``service.threads``; an executor's
+        ``_<n>`` suffix dropped), ``event loop`` for the main thread, ``other`` for threads
+        it cannot name (ONNX Runtime's intra-op pool, the decoding threads)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        process_name = Path(f"/proc/{self.pid}/comm").read_text().strip()
+        seconds: Counter[str] = Counter()
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                name = (task / "comm").read_text().strip()
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                seconds[_thread_role(int(task.name) == self.pid, name, process_name)] += (
+                    int(fields[11]) + int(fields[12])
+                ) / tick
+        return seconds
+
     def get(self, path: str) -> tuple[int, bytes]:
         connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
         try:
@@ -72,6 +90,14 @@ class Server:
             return response.status, response.read()
         finally:
             connection.close()
+
+
+def _thread_role(main: bool, name: str, process_name: str) -> str:
+    if main:
+        return "event loop"
+    if name == process_name:
+        return "other"
+    return re.sub(r"_\d+$", "", name)
 
 
 def free_port() -> int:
@@ -306,9 +332,11 @@ def measure_clients(server: Server, body: Body, clients: int, per_client: int) -
     """Concurrent clients; their steady-state throughput (see ``steady_state``), and the
     server's CPU and batching over the whole block."""
     before = batch_totals(server)  # scraped outside the CPU window: it is not serving work
-    cpu_start = server.cpu_seconds()
+    cpu_start, threads_start = server.cpu_seconds(), server.cpu_seconds_by_thread()
     _, runs = concurrent_clients(server.port, INSPECT, body.data, body.kind, clients, per_client)
     cpu_s = server.cpu_seconds() - cpu_start
+    by_thread = server.cpu_seconds_by_thread()
+    by_thread.subtract(threads_start)
     after = batch_totals(server)
     finished, seconds = steady_state(runs)
     return TimedRun(
@@ -318,6 +346,7 @@ def measure_clients(server: Server, body: Body, clients: int, per_client: int) -
         [failure for run in runs for failure in run.failures],
         (after[0] - before[0], after[1] - before[1]),
         cpu_items=sum(len(run.latencies_ms) for run in runs),
+        cpu_by_thread=by_thread,
     )
 
 

@@ -13,7 +13,9 @@ SQLite database, the batcher as configured): one client's latency percentiles, t
 1, 4 and 8 concurrent clients, each posting a grey PNG or JPEG strip or its raw buffer, every
 request a new frame with its own frame_id. Goals: one client's p50 within 1.15x and its p99
 within 1.5x the best raw batch-1 session's, 8 clients' throughput at least 0.9x the raw best.
-Beside the ratios, the service's CPU per strip outside the session run.
+Beside the ratios, the service's CPU per strip outside the session run, and its CPU per
+request split by thread (the names ``service.threads`` gives them: the event loop, the
+inference lanes, post-processing and recording, the image archive's writer).
 
 The two sides are measured interleaved, so that a host whose speed drifts (shared machines do,
 within minutes) weighs on both alike: one client's requests each right after one batch-1 run
@@ -183,6 +185,10 @@ def bench_serving(
             "mean_batch_size": {c: t.mean_batch() for c, t in served.items()},
             "cpu_ms_per_request": {"one_client": one.cpu_ms()}
             | {f"{c}_clients": t.cpu_ms() for c, t in served.items()},
+            "cpu_ms_per_request_by_thread": {
+                "one_client": one.cpu_ms_by_thread(),
+                f"{top}_clients": served[top].cpu_ms_by_thread(),
+            },
             "cpu_ms_outside_session": {
                 "one_client": round(one.cpu_ms() - own.cpu_ms(), 2),
                 f"{top}_clients": round(served[top].cpu_ms() - raw_n[under_load].cpu_ms(), 2),
@@ -219,6 +225,7 @@ def _paired_one_client(
     (the raw sessions' tallies, the service's with the server's CPU, the server's timings)."""
     singles, one = {key: Tally() for key in raw.sessions}, Tally()
     poster = StripPoster(server.port, INSPECT, body.data, body.kind)
+    threads_start = server.cpu_seconds_by_thread()
     try:
         for _ in range(requests):
             for key, tally in singles.items():
@@ -229,7 +236,9 @@ def _paired_one_client(
     finally:
         poster.close()
     latencies = [ms / 1000.0 for ms in poster.run.latencies_ms]
-    one.add(TimedRun(latencies, len(latencies), 0.0, poster.run.failures))
+    by_thread = server.cpu_seconds_by_thread()
+    by_thread.subtract(threads_start)
+    one.add(TimedRun(latencies, len(latencies), 0.0, poster.run.failures, cpu_by_thread=by_thread))
     return singles, one, poster.run.server_timings_ms
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
 
-import anyio
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +47,7 @@ from service.metrics import JOB_LABELS
 from service.spool import ResultRecorder, Spool
 from service.spool.records import key_of
 from service.store import ModelStore
+from service.threads import name_os_thread
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -113,8 +114,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate_on_start, settings.database_url, always=settings.migrate_on_start
     )
     await run_in_threadpool(services.schema.start)
-    limiter = anyio.CapacityLimiter(postprocess_threads(settings))
-    app.state.recording = Recording(services.results, services.images, limiter)
+    postprocessing = ThreadPoolExecutor(
+        postprocess_threads(settings), thread_name_prefix="postprocess", initializer=name_os_thread
+    )
+    app.state.recording = Recording(services.results, services.images, postprocessing)
     if services.events is not None:
         services.events.start()
     await run_in_threadpool(services.results.start)
@@ -128,6 +131,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await follower.stop()
         services.models.close()
+        await run_in_threadpool(postprocessing.shutdown)  # the strips in hand get recorded
         await run_in_threadpool(services.schema.stop)
         await run_in_threadpool(services.results.stop)
         if services.events is not None:

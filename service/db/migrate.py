@@ -31,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from service.db.engine import database_url, make_engine
+from service.threads import name_os_thread
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ class SchemaGate:
         return {"revision": self._revision, "head": self._head}
 
     def _recheck(self) -> None:
+        name_os_thread()
         while not self._stop.wait(self._recheck_s):
             if self.check():
                 return

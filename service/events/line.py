@@ -21,6 +21,7 @@ from service.db.values import InspectionValues
 from service.events.alarms import ANY_LINE, Alarm, AlarmEngine, AlarmRule, StripSeen
 from service.events.mqtt import MqttPublisher
 from service.metrics import ALARMS
+from service.threads import name_os_thread
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ class LineEvents:
         return {"mqtt": mqtt, "alarm_rules": len(self._alarms.rules), "queued": self._queue.qsize()}
 
     def _run(self) -> None:
+        name_os_thread()
         while True:
             row = self._queue.get()
             try:

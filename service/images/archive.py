@@ -33,6 +33,7 @@ from pathlib import Path
 from service.config import KeepImages
 from service.inference.decode import RAW_MEDIA_TYPE, media_type
 from service.metrics import count_strip_not_kept
+from service.threads import name_os_thread
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class ImageArchive:
             )
 
     def _write_forever(self) -> None:
+        name_os_thread()
         while (strip := self._waiting.get()) is not None:
             try:
                 self.keep(

@@ -36,6 +36,7 @@ import numpy as np
 
 from service import metrics
 from service.inference.outputs import Prediction, split_prediction
+from service.threads import name_os_thread
 
 RunBatch = Callable[[np.ndarray], Prediction]
 """(N, C, H, W) float32 batch -> (N, classes, H, W) logits (and (N, classes) presence logits)."""
@@ -95,7 +96,12 @@ class Batcher:
         self._wake = asyncio.Event()
         self._collector: asyncio.Task[None] | None = None
         self._retired = False
-        self._threads = ThreadPoolExecutor(max_runs, thread_name_prefix=f"infer-{model}-v{version}")
+        self._threads = ThreadPoolExecutor(
+            max_runs,
+            thread_name_prefix=f"infer-{model}-v{version}",
+            initializer=name_os_thread,
+            initargs=(f"infer-v{version}",),
+        )
 
     @contextlib.contextmanager
     def announce(self) -> Iterator[None]:

@@ -13,11 +13,11 @@ import dataclasses
 import functools
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 
 import anyio.to_thread
-from anyio import CapacityLimiter
 
 from service.db import Inspection, InspectionValues, new_inspection
 from service.images import ImageArchive
@@ -51,8 +51,8 @@ class Frame:
 @dataclass(frozen=True)
 class Recording:
     """Where strips become recorded results: the results, the archive of received strips, and
-    the limiter that lets only ``POSTPROCESS_THREADS`` strips be post-processed and recorded at
-    once.
+    the executor whose ``POSTPROCESS_THREADS`` threads post-process and record them, so that
+    only that many strips are at it at once.
 
     On a CPU-bound host every core serves the session's runs; more Python threads than that
     only fight over the GIL and preempt the session's threads mid-run: fewer strips finished at
@@ -61,7 +61,7 @@ class Recording:
 
     results: ResultRecorder
     archive: ImageArchive
-    limiter: CapacityLimiter
+    executor: Executor
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ async def inspect_strip(
         started,
         received_at,
     )
-    row, created = await anyio.to_thread.run_sync(finish, limiter=recording.limiter)
+    row, created = await asyncio.get_running_loop().run_in_executor(recording.executor, finish)
     return Inspected(row, replayed=not created)  # recorded before, or by a concurrent retry
 
 

@@ -33,6 +33,7 @@ from service.db import (
 from service.metrics import RESULTS_REFUSED, count_database_write_failure, count_spool_rejected
 from service.spool import records
 from service.spool.spool import Spool
+from service.threads import name_os_thread
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +246,7 @@ class ResultRecorder:
         self._down = _describe(error)
 
     def _replay_forever(self) -> None:
+        name_os_thread()
         while True:
             try:
                 self.replay()

@@ -69,6 +69,13 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
         "throughput_2_clients_vs_raw_best",
     } <= set(summary["ratios"])  # type: ignore[arg-type]
     assert set(service["cpu_ms_outside_session"]) == {"one_client", "2_clients"}  # type: ignore[index]
+    # The server's CPU split by its threads' OS-level names.
+    by_thread = service["cpu_ms_per_request_by_thread"]  # type: ignore[index]
+    assert set(by_thread) == {"one_client", "2_clients"}
+    for block in by_thread.values():
+        assert {"event loop", "postprocess", "image-archive"} <= set(block)
+        assert any(name.startswith("infer-v") for name in block)
+        assert all(ms >= 0 for ms in block.values())
     assert summary["settings"]["strips"].startswith("noise: no 256x1600 Severstal strips")  # type: ignore[index]
 
 
