@@ -172,9 +172,10 @@ has twice the channels of the shipped net, so pruning has redundancy to find. Ma
 keeps an 89% target: there FPGM's net keeps 3.2% of the parameters on AVX-512, far under the
 goal's 10%, so the reason NEU moved to 90% does not arise. NEU's final fine-tune is 24 epochs:
 with 12, FPGM's non-empty Dice stayed near 0.788 whatever its source reached; with 24 it
-reached 0.793, 0.76 points under its AVX-512 baseline. That makes NEU's whole table (the
-baseline and five methods) a run of hours on two cores: on an AVX2 host the baseline took 48
-minutes and FPGM's stage 36, so every stage is resumable and cached outside the work tree.
+reached 0.793 on two AVX-512 hosts, 0.76 and 0.02 points under their baselines. That makes
+NEU's whole table (the baseline and five methods) a run of hours on two cores: on an AVX2 host
+the baseline took 48 minutes and FPGM's stage 36, so every stage is resumable and cached
+outside the work tree.
 128x128 crops cost two thirds of 160x160 ones per epoch.
 Both baselines classify at a quarter of the resolution (head stride 4, as FPN and DeepLab
 heads do) and upsample their logits: the decoder's half- and full-resolution blocks cost a
