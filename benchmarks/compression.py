@@ -262,9 +262,9 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
         "seconds": run["seconds"],
         "best_epoch": run["best_epoch"],
     }
-    recorded = read_results(results).get("baseline", {})
-    if _measured_recipe(results) != (baseline.slug, recipe.compression) or not _same_weights(
-        recorded, figures
+    recorded = read_results(results)
+    if _measured_recipe(recorded) != (baseline.slug, recipe.compression) or not _same_weights(
+        recorded.get("baseline", {}), figures
     ):
         update_results(results, methods={})  # measured against another baseline
     update_results(
@@ -287,9 +287,8 @@ def _same_weights(recorded: dict[str, Any], measured: dict[str, Any]) -> bool:
     return all(recorded.get(key) == measured[key] for key in IDENTITY_KEYS)
 
 
-def _measured_recipe(results: Path) -> tuple[str, dict[str, Any]] | None:
-    """The (baseline slug, compression settings) the results file's figures were made with."""
-    recorded = read_results(results)
+def _measured_recipe(recorded: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The (baseline slug, compression settings) a results file's figures were made with."""
     recipe = recorded.get("baseline", {}).get("recipe")
     if recipe is None:
         return None

@@ -62,24 +62,26 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process has used, all threads (from /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(Path(f"/proc/{self.pid}/stat"))
 
     def cpu_seconds_by_thread(self) -> Counter[str]:
         """CPU seconds of the server's live threads, summed by what they do: the names the
         service gives its threads at the OS level (``service.threads``; an executor's
         ``_<n>`` suffix dropped), ``event loop`` for the main thread, ``other`` for threads
         it cannot name (ONNX Runtime's intra-op pool, the decoding threads)."""
-        tick = os.sysconf("SC_CLK_TCK")
         process_name = Path(f"/proc/{self.pid}/comm").read_text().strip()
         seconds: Counter[str] = Counter()
         for task in Path(f"/proc/{self.pid}/task").iterdir():
             with contextlib.suppress(OSError):  # a thread that ended meanwhile
                 name = (task / "comm").read_text().strip()
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                seconds[_thread_role(int(task.name) == self.pid, name, process_name)] += (
-                    int(fields[11]) + int(fields[12])
-                ) / tick
+                role = _thread_role(int(task.name) == self.pid, name, process_name)
+                seconds[role] += _cpu_seconds(task / "stat")
+        return seconds
+
+    def cpu_seconds_by_thread_since(self, start: Counter[str]) -> Counter[str]:
+        """``cpu_seconds_by_thread`` now, less ``start`` (an earlier reading)."""
+        seconds = self.cpu_seconds_by_thread()
+        seconds.subtract(start)
         return seconds
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -90,6 +92,12 @@ class Server:
             return response.status, response.read()
         finally:
             connection.close()
+
+
+def _cpu_seconds(stat: Path) -> float:
+    """User + system CPU seconds in a /proc ``stat`` file (of a process or of one thread)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _thread_role(main: bool, name: str, process_name: str) -> str:
@@ -335,8 +343,7 @@ def measure_clients(server: Server, body: Body, clients: int, per_client: int) -
     cpu_start, threads_start = server.cpu_seconds(), server.cpu_seconds_by_thread()
     _, runs = concurrent_clients(server.port, INSPECT, body.data, body.kind, clients, per_client)
     cpu_s = server.cpu_seconds() - cpu_start
-    by_thread = server.cpu_seconds_by_thread()
-    by_thread.subtract(threads_start)
+    by_thread = server.cpu_seconds_by_thread_since(threads_start)
     after = batch_totals(server)
     finished, seconds = steady_state(runs)
     return TimedRun(

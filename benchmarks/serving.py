@@ -236,8 +236,7 @@ def _paired_one_client(
     finally:
         poster.close()
     latencies = [ms / 1000.0 for ms in poster.run.latencies_ms]
-    by_thread = server.cpu_seconds_by_thread()
-    by_thread.subtract(threads_start)
+    by_thread = server.cpu_seconds_by_thread_since(threads_start)
     one.add(TimedRun(latencies, len(latencies), 0.0, poster.run.failures, cpu_by_thread=by_thread))
     return singles, one, poster.run.server_timings_ms
 

@@ -10,6 +10,7 @@ import ctypes.util
 import functools
 import sys
 import threading
+from collections.abc import Callable
 
 OS_NAME_BYTES = 15
 """Longest thread name Linux keeps (16 bytes with the terminating NUL)."""
@@ -17,7 +18,7 @@ _PR_SET_NAME = 15
 
 
 @functools.cache
-def _prctl() -> object | None:
+def _prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
