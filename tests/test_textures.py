@@ -8,7 +8,7 @@ from PIL import Image
 
 from service.data.synthetic import _quantise, compose_strip, generate_synthetic
 from service.data.textures import PATCH, SteelTextures, _sine_window, clean_windows
-from tests.data_folders import write_neu_folder
+from tests.data_folders import write_painted_neu_folder
 
 SIDE = 200
 
@@ -16,14 +16,11 @@ SIDE = 200
 def _neu_folder(root: Path, images: int = 6) -> Path:
     """NEU's layout: noisy images with a dark defect square in the top-left quarter; the first
     is in the validation split, whose pixels must never reach the bank."""
-    rng = np.random.default_rng(0)
-    samples = []
-    for index in range(images):
-        image = rng.integers(100, 140, (SIDE, SIDE)).astype(np.uint8)
-        mask = np.zeros((SIDE, SIDE), dtype=np.uint8)
+
+    def paint(_: int, image: np.ndarray, mask: np.ndarray) -> None:
         image[10:60, 10:60], mask[10:60, 10:60] = 5, 1
-        samples.append((image, mask, "val" if index == 0 else "train"))
-    return write_neu_folder(root, samples)
+
+    return write_painted_neu_folder(root, images, paint)
 
 
 def test_windows_keep_clear_of_defects_and_their_rim() -> None:

@@ -35,15 +35,24 @@ def add_make_synthetic(commands: Commands, settings: Settings) -> None:
         default=None,
         help="a NEU-Seg folder: lend most strips real clean steel texture from its train split",
     )
+    sub.add_argument(
+        "--real-defects",
+        type=Path,
+        default=None,
+        help="a NEU-Seg folder: take half of the pits, scratches and scale patches from the "
+        "real defects of its train split",
+    )
 
 
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from service.data.real_defects import RealDefects
     from service.data.synthetic import generate_synthetic
     from service.data.textures import SteelTextures
 
     textures = None if args.textures is None else SteelTextures.from_neu(args.textures)
+    defects = None if args.real_defects is None else RealDefects.from_neu(args.real_defects)
     out = generate_synthetic(
-        args.out, args.n, args.seed, textures=textures, progress=not args.quiet
+        args.out, args.n, args.seed, textures=textures, defects=defects, progress=not args.quiet
     )
     print(f"wrote {args.n} synthetic strips to {out}")
     return 0

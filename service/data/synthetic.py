@@ -8,7 +8,8 @@ off-steel margins where the frame runs past the strip's end or edge, then the ca
 sensor noise, JPEG compression). About half of the strips are clean; the others carry 1-3
 defects of four classes drawn with the look of the Severstal classes: clusters of pits, cracks
 from the steel's edge, long scratches (single or in bundles, at any angle), flaky rolled-in
-scale patches.
+scale patches; with a defect bank, half of the pits, scratches and scale patches are real
+defects of NEU-Seg instead, see service.data.real_defects.
 
 Each defect changes intensity on its footprint only, on steel only, and footprints never
 overlap, so before the camera every class mask is exactly the set of pixels that defect
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from service import rle
 from service.data.base import DefectClass
+from service.data.real_defects import RealDefects
 from service.data.severstal import write_classes, write_train_csv
 from service.data.textures import SteelTextures
 
@@ -55,6 +57,9 @@ _REAL_TEXTURE_SHARE = 0.75
 the procedural texture alone, so that smooth steel stays in the data)."""
 _REAL_TEXTURE_CONTRAST = (0.4, 1.2)
 """The factor on the real texture's own contrast."""
+_REAL_DEFECT_SHARE = 0.5
+"""With a bank of real defects, the share of a class's defects taken from it (the rest stay
+drawn, so that the drawn variety stays in the data)."""
 
 # A drawn defect: top-left corner on the strip and the intensity change over its bounding box,
 # nonzero exactly on the defect's footprint.
@@ -329,14 +334,25 @@ _DRAWERS: tuple[Callable[[np.random.Generator, np.ndarray], Defect], ...] = (
 )
 
 
+def _defect(
+    rng: np.random.Generator, class_id: int, steel: np.ndarray, defects: RealDefects | None
+) -> Defect:
+    """A defect of ``class_id``: real (from ``defects``, when it has that class) or drawn."""
+    if defects is not None and defects.has(class_id) and rng.random() < _REAL_DEFECT_SHARE:
+        return _place(rng, defects.draw(rng, class_id, HEIGHT, WIDTH), steel)
+    return _DRAWERS[class_id - 1](rng, steel)
+
+
 def compose_strip(
     rng: np.random.Generator,
     *,
     defect_free_fraction: float = 0.5,
     textures: SteelTextures | None = None,
+    defects: RealDefects | None = None,
 ) -> Composition:
     """The scene and its defects, before the camera; ``textures``, when given, lends most
-    strips real steel texture (see service.data.textures)."""
+    strips real steel texture (see service.data.textures), ``defects`` half of the pits,
+    scratches and scale patches a real defect's look (see service.data.real_defects)."""
     scene = _scene(rng, textures)
     image = scene.background.copy()
     masks = np.zeros((NUM_CLASSES, HEIGHT, WIDTH), dtype=bool)
@@ -345,7 +361,7 @@ def compose_strip(
     for _ in range(n_defects):
         class_id = int(rng.integers(1, NUM_CLASSES + 1))
         for _ in range(_PLACEMENT_TRIES):
-            top, left, delta = _DRAWERS[class_id - 1](rng, scene.steel)
+            top, left, delta = _defect(rng, class_id, scene.steel, defects)
             window = np.s_[top : top + delta.shape[0], left : left + delta.shape[1]]
             footprint = (delta != 0) & scene.steel[window]
             if footprint.any() and not (occupied[window] & footprint).any():
@@ -380,10 +396,13 @@ def render_strip(
     *,
     defect_free_fraction: float = 0.5,
     textures: SteelTextures | None = None,
+    defects: RealDefects | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one strip: image uint8 (256, 1600) as the camera sees it and masks uint8
     (4, 256, 1600), 0/1."""
-    composition = compose_strip(rng, defect_free_fraction=defect_free_fraction, textures=textures)
+    composition = compose_strip(
+        rng, defect_free_fraction=defect_free_fraction, textures=textures, defects=defects
+    )
     return camera(rng, composition.image), composition.masks
 
 
@@ -394,6 +413,7 @@ def generate_synthetic(
     *,
     defect_free_fraction: float = 0.5,
     textures: SteelTextures | None = None,
+    defects: RealDefects | None = None,
     progress: bool = True,
 ) -> Path:
     """Write ``n`` strips as a Severstal-format dataset under ``out_dir`` and return it.
@@ -401,7 +421,7 @@ def generate_synthetic(
     ``out_dir/train.csv`` (new format), ``out_dir/train_images/<id>.png`` and
     ``out_dir/classes.json`` naming the four classes. Strip i is drawn
     from its own generator seeded with (seed, i): the same (n, seed) gives byte-identical files,
-    and the first k strips do not depend on n (for one texture bank, or none).
+    and the first k strips do not depend on n (for the same banks, or none).
     """
     if n < 0 or seed < 0:
         raise ValueError(f"n and seed must be non-negative, got n={n}, seed={seed}")
@@ -420,6 +440,7 @@ def generate_synthetic(
             np.random.default_rng([seed, i]),
             defect_free_fraction=defect_free_fraction,
             textures=textures,
+            defects=defects,
         )
         Image.fromarray(image).save(image_dir / name, compress_level=1)
         rows[name] = {k + 1: rle.encode(mask) for k, mask in enumerate(masks) if mask.any()}
