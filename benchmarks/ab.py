@@ -9,7 +9,10 @@ migrations and SQLite database; its own model store unless the store is given as
 path), both started outside the repository. Every round runs, for each server in turn (the
 order alternating between rounds): concurrent clients posting strips (steady-state strips per
 second, the server's CPU per request), then one client posting strips back to back (its p50).
-Reported: each round's numbers, and the median and geometric mean over rounds of B's over A's.
+Reported: each round's numbers, the median and geometric mean over rounds of B's over A's,
+each side's one-client p50 and p99 over all its rounds' requests pooled (a round's few
+requests have no p99 of their own), and the strips each server did not keep (its archive
+fell behind or failed).
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import re
 import statistics
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.harness import Tally, print_json
 from benchmarks.http_load import (
@@ -66,9 +72,11 @@ def bench_ab(
             servers.append(stack.enter_context(start_api(settings, str(folder), source=tree)))
         for server in servers:  # sets up each server's threads and caches
             post_strips(server.port, INSPECT, body.data, body.kind, 10)
+        lone: dict[str, list[float]] = {label: [] for label in LABELS}
         measured = [
-            _round(servers, body, clients, per_client, sequential, r) for r in range(rounds)
+            _round(servers, body, clients, per_client, sequential, r, lone) for r in range(rounds)
         ]
+        not_kept = {label: _strips_not_kept(s) for label, s in zip(LABELS, servers, strict=True)}
     return {
         "refs": {label: _commit(repo, ref) for label, ref in zip(LABELS, refs, strict=True)},
         "strips": source,
@@ -82,8 +90,27 @@ def bench_ab(
             label: round(statistics.median(r[label]["cpu_ms"] for r in measured), 2)
             for label in LABELS
         },
+        "one_client_pooled_ms": {
+            label: {
+                "p50": round(_quantile(lone[label], 0.5), 2),
+                "p99": round(_quantile(lone[label], 0.99), 2),
+            }
+            for label in LABELS
+        },
+        "strips_not_kept": not_kept,
         "failed_requests": sum(r[label]["failed"] for r in measured for label in LABELS),
     }
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    return float(np.quantile(np.asarray(values), q))
+
+
+def _strips_not_kept(server: Server) -> float:
+    """Strips the server's image archive dropped or failed to write, from its /metrics."""
+    _, body = server.get("/metrics")
+    pattern = r"^strip_inspection_strips_not_kept_total\S* (\S+)$"
+    return sum(float(v) for v in re.findall(pattern, body.decode(), re.M))
 
 
 def _round(
@@ -93,13 +120,16 @@ def _round(
     per_client: int,
     sequential: int,
     index: int,
+    lone: dict[str, list[float]],
 ) -> dict[str, dict[str, float]]:
+    """One round; each server's one-client latencies are added to ``lone``."""
     order = range(len(servers)) if index % 2 == 0 else reversed(range(len(servers)))
     result: dict[str, dict[str, float]] = {}
     for i in order:
         block = Tally()
         block.add(measure_clients(servers[i], body, clients, per_client))
         one = post_strips(servers[i].port, INSPECT, body.data, body.kind, sequential)
+        lone[LABELS[i]].extend(one.latencies_ms)
         result[LABELS[i]] = {
             "per_s": block.rate(),
             "cpu_ms": block.cpu_ms(),

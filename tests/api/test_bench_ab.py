@@ -53,3 +53,7 @@ def test_two_refs_are_served_and_compared_round_by_round(
         ratios = summary["b_over_a"][name]  # type: ignore[index]
         assert 0 < ratios["min"] <= ratios["median"] <= ratios["max"]
     assert _worktrees() == before  # the checkouts are removed
+    for side in ("a", "b"):
+        pooled = summary["one_client_pooled_ms"][side]  # type: ignore[index]
+        assert 0 < pooled["p50"] <= pooled["p99"]
+        assert summary["strips_not_kept"][side] == 0  # type: ignore[index]
