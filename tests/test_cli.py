@@ -64,6 +64,10 @@ def test_make_synthetic_and_models_listing(
 ) -> None:
     assert main(["make-synthetic", "--out", str(tmp_path / "syn"), "--n", "3", "--quiet"]) == 0
     assert (tmp_path / "syn" / "train.csv").is_file()
+    prior = ["make-synthetic", "--out", str(tmp_path / "prior"), "--n", "3", "--quiet"]
+    assert main([*prior, "--class-prior", "severstal"]) == 0  # the same seed, other classes
+    uniform_csv, prior_csv = (tmp_path / name / "train.csv" for name in ("syn", "prior"))
+    assert prior_csv.read_text() != uniform_csv.read_text()
     assert main(["models", "--store", str(tmp_path / "empty")]) == 0
     assert capsys.readouterr().out.strip().endswith("{}")
 

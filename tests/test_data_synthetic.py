@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from service.data import SeverstalDataset, generate_synthetic, read_train_csv, render_strip
-from service.data.synthetic import _quantise, compose_strip
+from service.data.synthetic import SEVERSTAL_CLASS_PRIOR, _quantise, compose_strip
 from service.evaluation.real import off_steel_mask
 
 N, SEED = 40, 3
@@ -115,3 +115,36 @@ def test_refuses_to_mix_with_stray_images(tmp_path: Path) -> None:
     out = generate_synthetic(tmp_path / "mixed", 3, 1, progress=False)
     with pytest.raises(FileExistsError, match=r"syn0001_00000\.png"):
         generate_synthetic(out, 3, 2, progress=False)
+
+
+def _classes_drawn(prior: tuple[float, ...] | None, strips: int = 24) -> np.ndarray:
+    """How many of ``strips`` defective strips hold each class."""
+    held = np.zeros(4, dtype=int)
+    for i in range(strips):
+        composition = compose_strip(
+            np.random.default_rng([3, i]), defect_free_fraction=0.0, class_prior=prior
+        )
+        held += composition.masks.reshape(4, -1).any(axis=1)
+    return held
+
+
+def test_a_class_prior_sets_how_often_each_class_is_drawn() -> None:
+    only_scratches = _classes_drawn((0.0, 0.0, 1.0, 0.0))
+    assert only_scratches[[0, 1, 3]].sum() == 0 and only_scratches[2] == 24
+    severstal = _classes_drawn(SEVERSTAL_CLASS_PRIOR)
+    assert severstal[2] > severstal[[0, 1, 3]].sum()  # scratches three defects in four
+    assert (_classes_drawn(None) > 0).all()
+
+
+def test_a_class_prior_keeps_the_generator_deterministic() -> None:
+    def masks() -> np.ndarray:
+        rng = np.random.default_rng([5, 1])
+        return compose_strip(rng, defect_free_fraction=0.0, class_prior=SEVERSTAL_CLASS_PRIOR).masks
+
+    assert np.array_equal(masks(), masks())
+
+
+@pytest.mark.parametrize("prior", [(1.0, 1.0, 1.0), (1.0, -1.0, 1.0, 1.0), (0.0, 0.0, 0.0, 0.0)])
+def test_a_malformed_class_prior_is_refused(prior: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match="class prior"):
+        compose_strip(np.random.default_rng(0), defect_free_fraction=0.0, class_prior=prior)

@@ -42,17 +42,31 @@ def add_make_synthetic(commands: Commands, settings: Settings) -> None:
         help="a NEU-Seg folder: take half of the pits, scratches and scale patches from the "
         "real defects of its train split",
     )
+    sub.add_argument(
+        "--class-prior",
+        choices=("uniform", "severstal"),
+        default="uniform",
+        help="how often each class is drawn for a defect: equally, or as often as on real "
+        "strips (Severstal's public training set: scratches three in four)",
+    )
 
 
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
     from service.data.real_defects import RealDefects
-    from service.data.synthetic import generate_synthetic
+    from service.data.synthetic import SEVERSTAL_CLASS_PRIOR, generate_synthetic
     from service.data.textures import SteelTextures
 
     textures = None if args.textures is None else SteelTextures.from_neu(args.textures)
     defects = None if args.real_defects is None else RealDefects.from_neu(args.real_defects)
+    prior = SEVERSTAL_CLASS_PRIOR if args.class_prior == "severstal" else None
     out = generate_synthetic(
-        args.out, args.n, args.seed, textures=textures, defects=defects, progress=not args.quiet
+        args.out,
+        args.n,
+        args.seed,
+        textures=textures,
+        defects=defects,
+        class_prior=prior,
+        progress=not args.quiet,
     )
     print(f"wrote {args.n} synthetic strips to {out}")
     return 0

@@ -9,7 +9,8 @@ sensor noise, JPEG compression). About half of the strips are clean; the others 
 defects of four classes drawn with the look of the Severstal classes: clusters of pits, cracks
 from the steel's edge, long scratches (single or in bundles, at any angle), flaky rolled-in
 scale patches; with a defect bank, half of the pits, scratches and scale patches are real
-defects of NEU-Seg instead, see service.data.real_defects.
+defects of NEU-Seg instead, see service.data.real_defects. The four classes are equally likely
+unless a class prior says otherwise (``SEVERSTAL_CLASS_PRIOR``: as often as on real strips).
 
 Each defect changes intensity on its footprint only, on steel only, and footprints never
 overlap, so before the camera every class mask is exactly the set of pixels that defect
@@ -19,7 +20,7 @@ altered; the camera then blurs and compresses the whole frame, as a real one doe
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,12 @@ _REAL_TEXTURE_CONTRAST = (0.4, 1.2)
 _REAL_DEFECT_SHARE = 0.5
 """With a bank of real defects, the share of a class's defects taken from it (the rest stay
 drawn, so that the drawn variety stays in the data)."""
+SEVERSTAL_CLASS_PRIOR = (897.0, 247.0, 5150.0, 801.0)
+"""How often each class (pits, edge cracks, scratches, rolled-in scale) is the one a defect
+belongs to on real strips, as weights: the images of Severstal's public training set (12,568)
+that hold each class, so 13%, 3%, 73% and 11% of the defective (image, class) pairs. A net tuned on strips whose
+classes are equally common is tuned for a prior several times too high for every class but
+scratches; drawn with this one, its gates and thresholds see the rarity they will meet."""
 
 # A drawn defect: top-left corner on the strip and the intensity change over its bounding box,
 # nonzero exactly on the defect's footprint.
@@ -349,17 +356,20 @@ def compose_strip(
     defect_free_fraction: float = 0.5,
     textures: SteelTextures | None = None,
     defects: RealDefects | None = None,
+    class_prior: Sequence[float] | None = None,
 ) -> Composition:
     """The scene and its defects, before the camera; ``textures``, when given, lends most
     strips real steel texture (see service.data.textures), ``defects`` half of the pits,
-    scratches and scale patches a real defect's look (see service.data.real_defects)."""
+    scratches and scale patches a real defect's look (see service.data.real_defects).
+    ``class_prior`` gives each class's probability for a defect (e.g. SEVERSTAL_CLASS_PRIOR);
+    without it the four classes are equally likely."""
     scene = _scene(rng, textures)
     image = scene.background.copy()
     masks = np.zeros((NUM_CLASSES, HEIGHT, WIDTH), dtype=bool)
     occupied = ~scene.steel
     n_defects = 0 if rng.random() < defect_free_fraction else int(rng.integers(1, 4))
     for _ in range(n_defects):
-        class_id = int(rng.integers(1, NUM_CLASSES + 1))
+        class_id = _defect_class(rng, class_prior)
         for _ in range(_PLACEMENT_TRIES):
             top, left, delta = _defect(rng, class_id, scene.steel, defects)
             window = np.s_[top : top + delta.shape[0], left : left + delta.shape[1]]
@@ -373,6 +383,17 @@ def compose_strip(
     # Clipping at 0/255 could leave a footprint pixel unchanged; such a pixel is not a defect.
     masks &= quantised != _quantise(scene.background)
     return Composition(scene, quantised, masks.astype(np.uint8))
+
+
+def _defect_class(rng: np.random.Generator, prior: Sequence[float] | None) -> int:
+    """A defect's class id (1-based); uniform without a prior, and then the same draw as
+    before priors existed, so that datasets made without one keep their bytes."""
+    if prior is None:
+        return int(rng.integers(1, NUM_CLASSES + 1))
+    weights = np.asarray(prior, dtype=np.float64)
+    if weights.shape != (NUM_CLASSES,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"a class prior needs {NUM_CLASSES} non-negative weights, got {prior}")
+    return int(rng.choice(NUM_CLASSES, p=weights / weights.sum())) + 1
 
 
 def camera(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
@@ -397,11 +418,16 @@ def render_strip(
     defect_free_fraction: float = 0.5,
     textures: SteelTextures | None = None,
     defects: RealDefects | None = None,
+    class_prior: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one strip: image uint8 (256, 1600) as the camera sees it and masks uint8
     (4, 256, 1600), 0/1."""
     composition = compose_strip(
-        rng, defect_free_fraction=defect_free_fraction, textures=textures, defects=defects
+        rng,
+        defect_free_fraction=defect_free_fraction,
+        textures=textures,
+        defects=defects,
+        class_prior=class_prior,
     )
     return camera(rng, composition.image), composition.masks
 
@@ -414,6 +440,7 @@ def generate_synthetic(
     defect_free_fraction: float = 0.5,
     textures: SteelTextures | None = None,
     defects: RealDefects | None = None,
+    class_prior: Sequence[float] | None = None,
     progress: bool = True,
 ) -> Path:
     """Write ``n`` strips as a Severstal-format dataset under ``out_dir`` and return it.
@@ -441,6 +468,7 @@ def generate_synthetic(
             defect_free_fraction=defect_free_fraction,
             textures=textures,
             defects=defects,
+            class_prior=class_prior,
         )
         Image.fromarray(image).save(image_dir / name, compress_level=1)
         rows[name] = {k + 1: rle.encode(mask) for k, mask in enumerate(masks) if mask.any()}
