@@ -64,9 +64,10 @@ drawn, so that the drawn variety stays in the data)."""
 SEVERSTAL_CLASS_PRIOR = (897.0, 247.0, 5150.0, 801.0)
 """How often each class (pits, edge cracks, scratches, rolled-in scale) is the one a defect
 belongs to on real strips, as weights: the images of Severstal's public training set (12,568)
-that hold each class, so 13%, 3%, 73% and 11% of the defective (image, class) pairs. A net tuned on strips whose
-classes are equally common is tuned for a prior several times too high for every class but
-scratches; drawn with this one, its gates and thresholds see the rarity they will meet."""
+that hold each class, so 13%, 3%, 73% and 11% of the defective (image, class) pairs. A net
+tuned on strips whose classes are equally common is tuned for a prior several times too high
+for every class but scratches; drawn with this one, its gates and thresholds see the rarity
+they will meet."""
 
 # A drawn defect: top-left corner on the strip and the intensity change over its bounding box,
 # nonzero exactly on the defect's footprint.
