@@ -20,21 +20,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import re
 import statistics
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.harness import Tally, print_json
+from benchmarks.harness import Tally, percentiles, print_json
 from benchmarks.http_load import (
     INSPECT,
     Server,
     add_model_options,
     measure_clients,
+    metric_sum,
+    metrics_text,
     post_strips,
     served_settings,
     start_api,
@@ -76,7 +75,10 @@ def bench_ab(
         measured = [
             _round(servers, body, clients, per_client, sequential, r, lone) for r in range(rounds)
         ]
-        not_kept = {label: _strips_not_kept(s) for label, s in zip(LABELS, servers, strict=True)}
+        not_kept = {
+            label: metric_sum(metrics_text(server), "strip_inspection_strips_not_kept_total")
+            for label, server in zip(LABELS, servers, strict=True)
+        }
     return {
         "refs": {label: _commit(repo, ref) for label, ref in zip(LABELS, refs, strict=True)},
         "strips": source,
@@ -90,27 +92,16 @@ def bench_ab(
             label: round(statistics.median(r[label]["cpu_ms"] for r in measured), 2)
             for label in LABELS
         },
-        "one_client_pooled_ms": {
-            label: {
-                "p50": round(_quantile(lone[label], 0.5), 2),
-                "p99": round(_quantile(lone[label], 0.99), 2),
-            }
-            for label in LABELS
-        },
+        "one_client_pooled_ms": {label: _p50_p99(lone[label]) for label in LABELS},
         "strips_not_kept": not_kept,
         "failed_requests": sum(r[label]["failed"] for r in measured for label in LABELS),
     }
 
 
-def _quantile(values: Sequence[float], q: float) -> float:
-    return float(np.quantile(np.asarray(values), q))
-
-
-def _strips_not_kept(server: Server) -> float:
-    """Strips the server's image archive dropped or failed to write, from its /metrics."""
-    _, body = server.get("/metrics")
-    pattern = r"^strip_inspection_strips_not_kept_total\S* (\S+)$"
-    return sum(float(v) for v in re.findall(pattern, body.decode(), re.M))
+def _p50_p99(latencies_ms: Sequence[float]) -> dict[str, float]:
+    """p50 and p99 of latencies in milliseconds, cut as the serving benchmark cuts them."""
+    cut = percentiles([ms / 1000.0 for ms in latencies_ms])
+    return {"p50": cut["p50_ms"], "p99": cut["p99_ms"]}
 
 
 def _round(

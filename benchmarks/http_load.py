@@ -359,15 +359,22 @@ def measure_clients(server: Server, body: Body, clients: int, per_client: int) -
 
 def batch_totals(server: Server) -> tuple[float, float]:
     """(sum, count) of the batch-size histogram, over every model version."""
+    text = metrics_text(server)
+    return (
+        metric_sum(text, "strip_inspection_batch_size_sum"),
+        metric_sum(text, "strip_inspection_batch_size_count"),
+    )
+
+
+def metrics_text(server: Server) -> str:
+    """The server's /metrics page."""
     _, body = server.get("/metrics")
-    text = body.decode()
-    total = sum(
-        float(v) for v in re.findall(r"^strip_inspection_batch_size_sum\S* (\S+)$", text, re.M)
-    )
-    count = sum(
-        float(v) for v in re.findall(r"^strip_inspection_batch_size_count\S* (\S+)$", text, re.M)
-    )
-    return total, count
+    return body.decode()
+
+
+def metric_sum(text: str, name: str) -> float:
+    """A Prometheus sample's value summed over all its label sets in ``text``."""
+    return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{.*}})? (\S+)$", text, re.M))
 
 
 def _spinning_env(settings: Settings) -> dict[str, str]:
