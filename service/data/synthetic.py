@@ -368,9 +368,10 @@ def compose_strip(
     image = scene.background.copy()
     masks = np.zeros((NUM_CLASSES, HEIGHT, WIDTH), dtype=bool)
     occupied = ~scene.steel
+    probabilities = None if class_prior is None else _class_probabilities(class_prior)
     n_defects = 0 if rng.random() < defect_free_fraction else int(rng.integers(1, 4))
     for _ in range(n_defects):
-        class_id = _defect_class(rng, class_prior)
+        class_id = _defect_class(rng, probabilities)
         for _ in range(_PLACEMENT_TRIES):
             top, left, delta = _defect(rng, class_id, scene.steel, defects)
             window = np.s_[top : top + delta.shape[0], left : left + delta.shape[1]]
@@ -386,15 +387,21 @@ def compose_strip(
     return Composition(scene, quantised, masks.astype(np.uint8))
 
 
-def _defect_class(rng: np.random.Generator, prior: Sequence[float] | None) -> int:
-    """A defect's class id (1-based); uniform without a prior, and then the same draw as
-    before priors existed, so that datasets made without one keep their bytes."""
-    if prior is None:
-        return int(rng.integers(1, NUM_CLASSES + 1))
+def _class_probabilities(prior: Sequence[float]) -> np.ndarray:
+    """A class prior's weights as probabilities; refused unless there is one non-negative
+    weight per class and not all are zero."""
     weights = np.asarray(prior, dtype=np.float64)
     if weights.shape != (NUM_CLASSES,) or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"a class prior needs {NUM_CLASSES} non-negative weights, got {prior}")
-    return int(rng.choice(NUM_CLASSES, p=weights / weights.sum())) + 1
+    return weights / weights.sum()
+
+
+def _defect_class(rng: np.random.Generator, probabilities: np.ndarray | None) -> int:
+    """A defect's class id (1-based); uniform without probabilities, and then the same draw
+    as before priors existed, so that datasets made without one keep their bytes."""
+    if probabilities is None:
+        return int(rng.integers(1, NUM_CLASSES + 1))
+    return int(rng.choice(NUM_CLASSES, p=probabilities)) + 1
 
 
 def camera(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
