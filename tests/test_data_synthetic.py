@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from service.data import SeverstalDataset, generate_synthetic, read_train_csv, render_strip
-from service.data.synthetic import SEVERSTAL_CLASS_PRIOR, _quantise, compose_strip
+from service.data.synthetic import (
+    _OUTLINE_MARGIN,
+    SEVERSTAL_CLASS_PRIOR,
+    Composition,
+    _dilate,
+    _outlines,
+    _quantise,
+    compose_strip,
+)
 from service.evaluation.real import off_steel_mask
 
 N, SEED = 40, 3
@@ -148,3 +156,55 @@ def test_a_class_prior_keeps_the_generator_deterministic() -> None:
 def test_a_malformed_class_prior_is_refused(prior: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="class prior"):
         compose_strip(np.random.default_rng(0), defect_free_fraction=0.0, class_prior=prior)
+
+
+def _exact_and_outlined(i: int) -> tuple[Composition, Composition]:
+    def compose(annotation: str) -> Composition:
+        rng = np.random.default_rng([7, i])
+        return compose_strip(rng, defect_free_fraction=0.0, annotation=annotation)
+
+    return compose("exact"), compose("outline")
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_an_outline_holds_its_defect_with_a_margin_on_steel_only(i: int) -> None:
+    exact, outlined = _exact_and_outlined(i)
+    np.testing.assert_array_equal(exact.image, outlined.image)  # the same strip, labelled anew
+    for k in range(4):
+        pixels, outline = exact.masks[k].astype(bool), outlined.masks[k].astype(bool)
+        assert pixels.any() == outline.any()
+        assert not (pixels & ~outline).any(), "every altered pixel lies inside its outline"
+        assert not (outline & ~exact.scene.steel).any(), "an outline never leaves the steel"
+        margin = _dilate(pixels, _OUTLINE_MARGIN[0]) & exact.scene.steel
+        assert not (margin & ~outline).any(), "the outline leaves at least the least margin"
+
+
+def test_an_outline_joins_a_pit_cluster_into_one_region() -> None:
+    spots = np.zeros((256, 1600), dtype=bool)
+    spots[100:103, 200:203] = spots[100:103, 215:218] = True  # two pits 12 pixels apart
+    steel = np.ones_like(spots)
+    outlined = _outlines(np.random.default_rng(0), np.stack([spots] + [spots & False] * 3), steel)
+    assert outlined[0, 101, 203:215].all(), "the gap between the pits is inside the outline"
+    assert not outlined[1:].any()
+
+
+def test_a_clean_strip_is_the_same_with_either_annotation() -> None:
+    def clean(annotation: str) -> Composition:
+        return compose_strip(
+            np.random.default_rng(11), defect_free_fraction=1.0, annotation=annotation
+        )
+
+    exact, outlined = clean("exact"), clean("outline")
+    np.testing.assert_array_equal(exact.image, outlined.image)
+    assert not outlined.masks.any()
+
+
+def test_outlined_datasets_are_deterministic(tmp_path: Path) -> None:
+    first = generate_synthetic(tmp_path / "a", 4, 2, annotation="outline", progress=False)
+    second = generate_synthetic(tmp_path / "b", 4, 2, annotation="outline", progress=False)
+    assert _files(first) == _files(second)
+
+
+def test_an_unknown_annotation_is_refused() -> None:
+    with pytest.raises(ValueError, match="annotation"):
+        compose_strip(np.random.default_rng(0), annotation="polygon")

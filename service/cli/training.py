@@ -49,6 +49,13 @@ def add_make_synthetic(commands: Commands, settings: Settings) -> None:
         help="how often each class is drawn for a defect: equally, or as often as on real "
         "strips (Severstal's public training set: scratches three in four)",
     )
+    sub.add_argument(
+        "--annotation",
+        choices=("exact", "outline"),
+        default="exact",
+        help="how a defect is labelled: the exact pixels it altered, or the outline an "
+        "inspector draws around it, as on Severstal's strips (gaps closed, a margin added)",
+    )
 
 
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
@@ -66,6 +73,7 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         textures=textures,
         defects=defects,
         class_prior=prior,
+        annotation=args.annotation,
         progress=not args.quiet,
     )
     print(f"wrote {args.n} synthetic strips to {out}")

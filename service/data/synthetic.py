@@ -14,7 +14,10 @@ unless a class prior says otherwise (``SEVERSTAL_CLASS_PRIOR``: as often as on r
 
 Each defect changes intensity on its footprint only, on steel only, and footprints never
 overlap, so before the camera every class mask is exactly the set of pixels that defect
-altered; the camera then blurs and compresses the whole frame, as a real one does.
+altered; the camera then blurs and compresses the whole frame, as a real one does. Labelled
+``outline`` instead, each class mask is the region an inspector draws around its defects, as
+Severstal's annotators did (loose polygons, not pixels): gaps within a cluster or a bundle
+closed, a margin added, cut to steel.
 """
 
 from __future__ import annotations
@@ -68,6 +71,16 @@ that hold each class, so 13%, 3%, 73% and 11% of the defective (image, class) pa
 tuned on strips whose classes are equally common is tuned for a prior several times too high
 for every class but scratches; drawn with this one, its gates and thresholds see the rarity
 they will meet."""
+
+ANNOTATIONS = ("exact", "outline")
+"""How a class mask is labelled: the exact pixels its defects altered, or the outline an
+inspector draws around them."""
+_OUTLINE_CLOSING = ((10, 20), (2, 4), (6, 12), (6, 12))
+"""Per class (pits, edge cracks, scratches, scale): the range of the radius within which an
+inspector's outline joins separate parts of a defect (the spots of a pit cluster, the strands
+of a scratch bundle, the flakes of a scale patch) into one region."""
+_OUTLINE_MARGIN = (4, 12)
+"""The range of the margin an inspector's outline leaves around a defect, in pixels."""
 
 # A drawn defect: top-left corner on the strip and the intensity change over its bounding box,
 # nonzero exactly on the defect's footprint.
@@ -358,12 +371,15 @@ def compose_strip(
     textures: SteelTextures | None = None,
     defects: RealDefects | None = None,
     class_prior: Sequence[float] | None = None,
+    annotation: str = "exact",
 ) -> Composition:
     """The scene and its defects, before the camera; ``textures``, when given, lends most
     strips real steel texture (see service.data.textures), ``defects`` half of the pits,
     scratches and scale patches a real defect's look (see service.data.real_defects).
     ``class_prior`` gives each class's probability for a defect (e.g. SEVERSTAL_CLASS_PRIOR);
-    without it the four classes are equally likely."""
+    without it the four classes are equally likely. ``annotation`` is one of ANNOTATIONS."""
+    if annotation not in ANNOTATIONS:
+        raise ValueError(f"annotation must be one of {ANNOTATIONS}, got {annotation!r}")
     scene = _scene(rng, textures)
     image = scene.background.copy()
     masks = np.zeros((NUM_CLASSES, HEIGHT, WIDTH), dtype=bool)
@@ -384,7 +400,38 @@ def compose_strip(
     quantised = _quantise(image)
     # Clipping at 0/255 could leave a footprint pixel unchanged; such a pixel is not a defect.
     masks &= quantised != _quantise(scene.background)
+    if annotation == "outline":
+        masks = _outlines(rng, masks, scene.steel)
     return Composition(scene, quantised, masks.astype(np.uint8))
+
+
+def _outlines(rng: np.random.Generator, masks: np.ndarray, steel: np.ndarray) -> np.ndarray:
+    """Each class's exact mask as an inspector outlines it: parts closer than the class's
+    closing radius joined, then a margin around the whole, on steel only. Classes without a
+    defect draw nothing, so a clean strip's draws are those of the exact labels."""
+    outlined = np.zeros_like(masks)
+    for k in np.flatnonzero(masks.any(axis=(1, 2))):
+        low, high = _OUTLINE_CLOSING[k]
+        closing = int(rng.integers(low, high + 1))
+        margin = int(rng.integers(_OUTLINE_MARGIN[0], _OUTLINE_MARGIN[1] + 1))
+        joined = ~_dilate(~_dilate(masks[k], closing), closing)
+        outlined[k] = _dilate(joined, margin) & steel
+    return outlined
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by a (2 radius + 1)-pixel square, one separable pass per axis; the frame
+    outside counts as unmasked."""
+    if radius <= 0:
+        return mask.copy()
+    grown = mask
+    for axis in (0, 1):
+        padding = [(0, 0), (0, 0)]
+        padding[axis] = (radius, radius)
+        padded = np.pad(grown, padding)
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius + 1, axis=axis)
+        grown = windows.any(axis=-1)
+    return grown
 
 
 def _class_probabilities(prior: Sequence[float]) -> np.ndarray:
@@ -427,6 +474,7 @@ def render_strip(
     textures: SteelTextures | None = None,
     defects: RealDefects | None = None,
     class_prior: Sequence[float] | None = None,
+    annotation: str = "exact",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render one strip: image uint8 (256, 1600) as the camera sees it and masks uint8
     (4, 256, 1600), 0/1."""
@@ -436,6 +484,7 @@ def render_strip(
         textures=textures,
         defects=defects,
         class_prior=class_prior,
+        annotation=annotation,
     )
     return camera(rng, composition.image), composition.masks
 
@@ -449,6 +498,7 @@ def generate_synthetic(
     textures: SteelTextures | None = None,
     defects: RealDefects | None = None,
     class_prior: Sequence[float] | None = None,
+    annotation: str = "exact",
     progress: bool = True,
 ) -> Path:
     """Write ``n`` strips as a Severstal-format dataset under ``out_dir`` and return it.
@@ -477,6 +527,7 @@ def generate_synthetic(
             textures=textures,
             defects=defects,
             class_prior=class_prior,
+            annotation=annotation,
         )
         Image.fromarray(image).save(image_dir / name, compress_level=1)
         rows[name] = {k + 1: rle.encode(mask) for k, mask in enumerate(masks) if mask.any()}
