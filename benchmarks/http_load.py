@@ -125,13 +125,35 @@ def serving(
     """``python -m service serve`` on a free loopback port, until /readyz says ready."""
     port = free_port()
     command = [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)]
+    with _server_process([*command, *args], port, env, log, ready_timeout_s, cwd) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def bare_http(log: Path, ready_timeout_s: float = 60.0) -> Iterator[Server]:
+    """``benchmarks.bare_http``'s app under uvicorn's defaults on a free loopback port: the
+    stack's floor (see that module)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.bare_http:app", "--host", HOST]
+    command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+    root = Path(__file__).resolve().parent.parent
+    with _server_process(command, port, {}, log, ready_timeout_s, root) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def _server_process(
+    command: Sequence[str],
+    port: int,
+    env: Mapping[str, str],
+    log: Path,
+    ready_timeout_s: float,
+    cwd: Path | None,
+) -> Iterator[Server]:
+    """``command`` (a server on ``port``) until its /readyz answers 200; SIGINT at the end."""
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [*command, *args],
-            env={**os.environ, **env},
-            stdout=log_file,
-            stderr=log_file,
-            cwd=cwd,
+            command, env={**os.environ, **env}, stdout=log_file, stderr=log_file, cwd=cwd
         )
         try:
             server = Server(process.pid, port)

@@ -15,7 +15,11 @@ request a new frame with its own frame_id. Goals: one client's p50 within 1.15x 
 within 1.5x the best raw batch-1 session's, 8 clients' throughput at least 0.9x the raw best.
 Beside the ratios, the service's CPU per strip outside the session run, and its CPU per
 request split by thread (the names ``service.threads`` gives them: the event loop, the
-inference lanes, post-processing and recording, the image archive's writer).
+inference lanes, post-processing and recording, the image archive's writer). And the stack's
+floor: a bare ASGI app under the same uvicorn (``benchmarks.bare_http``) posted the same bodies,
+each right after the service's request; the raw session's p50 plus that floor plus the
+service's own decoding and post-processing medians is the least one-client p50 (and ratio) a
+service on this stack could reach before it records anything.
 
 The two sides are measured interleaved, so that a host whose speed drifts (shared machines do,
 within minutes) weighs on both alike: one client's requests each right after one batch-1 run
@@ -47,6 +51,7 @@ from benchmarks.http_load import (
     Server,
     StripPoster,
     add_model_options,
+    bare_http,
     measure_clients,
     post_strips,
     served_settings,
@@ -98,10 +103,12 @@ def bench_serving(
         _RawSession(version.file(ONNX_FILE), prepare_batch(strips[:1], spec), settings) as raw,
         tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp,
         start_api(settings, tmp) as server,
+        bare_http(Path(tmp) / "bare.log") as bare,
     ):
         ready_mib = server.resident_mib()
-        post_strips(server.port, INSPECT, body.data, body.kind, 5)  # sets up the threads
-        singles, one, timings = _paired_one_client(raw, server, body, requests)
+        for target in (server, bare):  # sets up the threads
+            post_strips(target.port, INSPECT, body.data, body.kind, 5)
+        singles, one, floor, timings = _paired_one_client(raw, server, bare, body, requests)
         raw_n = {
             (size, *way): Tally() for way in raw.ways() for size in range(1, settings.max_batch + 1)
         }
@@ -121,6 +128,11 @@ def bench_serving(
         }
     best_single = min(singles, key=lambda key: singles[key].median())
     raw_1, own = singles[best_single], singles[raw.service_key]
+    served_p50_ms = {
+        name: round(statistics.median(t[name] for t in timings), 2) for name in timings[0]
+    }
+    floor_p50_ms = statistics.median(floor.seconds) * 1000.0
+    least_ms = raw_1.median() * 1000.0 + floor_p50_ms + _work_ms(served_p50_ms)
     raw_rates = {key: tally.rate() for key, tally in raw_n.items()}
     best = max(raw_rates, key=raw_rates.__getitem__)
     service_rates = {clients: tally.rate() for clients, tally in served.items()}
@@ -178,9 +190,7 @@ def bench_serving(
         },
         "service": {
             "one_client": {"requests": one.items, **percentiles(one.seconds)},
-            "one_client_server_timings_p50_ms": {
-                name: round(statistics.median(t[name] for t in timings), 2) for name in timings[0]
-            },
+            "one_client_server_timings_p50_ms": served_p50_ms,
             "throughput_per_s": service_rates,
             "mean_batch_size": {c: t.mean_batch() for c, t in served.items()},
             "cpu_ms_per_request": {"one_client": one.cpu_ms()}
@@ -193,8 +203,15 @@ def bench_serving(
                 "one_client": round(one.cpu_ms() - own.cpu_ms(), 2),
                 f"{top}_clients": round(served[top].cpu_ms() - raw_n[under_load].cpu_ms(), 2),
             },
-            "failed_requests": len(one.failures) + sum(len(t.failures) for t in served.values()),
+            "failed_requests": len(one.failures)
+            + len(floor.failures)
+            + sum(len(t.failures) for t in served.values()),
             "resident_mib": {name: round(mib, 1) for name, mib in memory.items()},
+        },
+        "floor": {
+            "bare_http_one_client": percentiles(floor.seconds),
+            "least_p50_ms": round(least_ms, 2),
+            "least_p50_ratio": round(least_ms / (raw_1.median() * 1000.0), 3),
         },
         "ratios": ratios
         | {
@@ -219,12 +236,14 @@ def _loaded_way(raw: _RawSession, mean_batch: float, max_batch: int) -> tuple[in
 
 
 def _paired_one_client(
-    raw: _RawSession, server: Server, body: Body, requests: int
-) -> tuple[dict[tuple[int, str], Tally], Tally, list[dict[str, float]]]:
-    """``requests`` sequential requests, each right after one batch-1 run of every raw session:
-    (the raw sessions' tallies, the service's with the server's CPU, the server's timings)."""
+    raw: _RawSession, server: Server, bare: Server, body: Body, requests: int
+) -> tuple[dict[tuple[int, str], Tally], Tally, Tally, list[dict[str, float]]]:
+    """``requests`` sequential requests, each right after one batch-1 run of every raw session
+    and followed by the same body posted to the bare app: (the raw sessions' tallies, the
+    service's with the server's CPU, the bare app's, the server's timings)."""
     singles, one = {key: Tally() for key in raw.sessions}, Tally()
     poster = StripPoster(server.port, INSPECT, body.data, body.kind)
+    bare_poster = StripPoster(bare.port, INSPECT, body.data, body.kind)
     threads_start = server.cpu_seconds_by_thread()
     try:
         for _ in range(requests):
@@ -233,12 +252,23 @@ def _paired_one_client(
             cpu_start = server.cpu_seconds()
             poster.post()
             one.cpu_s += server.cpu_seconds() - cpu_start
+            bare_poster.post()
     finally:
         poster.close()
+        bare_poster.close()
     latencies = [ms / 1000.0 for ms in poster.run.latencies_ms]
     by_thread = server.cpu_seconds_by_thread_since(threads_start)
     one.add(TimedRun(latencies, len(latencies), 0.0, poster.run.failures, cpu_by_thread=by_thread))
-    return singles, one, poster.run.server_timings_ms
+    floor = Tally()
+    bare_latencies = [ms / 1000.0 for ms in bare_poster.run.latencies_ms]
+    floor.add(TimedRun(bare_latencies, len(bare_latencies), 0.0, bare_poster.run.failures))
+    return singles, one, floor, poster.run.server_timings_ms
+
+
+def _work_ms(served_p50_ms: dict[str, float]) -> float:
+    """What the service must do to a strip beside the session run and HTTP, at its medians:
+    decoding and post-processing (the durable write comes on top and is not counted)."""
+    return served_p50_ms["decode"] + served_p50_ms["postprocess"]
 
 
 class _RawSession:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.http_load import ClientRun, steady_state
+from benchmarks.http_load import ClientRun, bare_http, steady_state
 from benchmarks.serving import bench_serving, build_parser, round_robin
 from benchmarks.serving_inputs import SYNTHETIC_STRIPS, load_strips
 from service.config import Settings
@@ -77,6 +79,14 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
         assert any(name.startswith("infer-v") for name in block)
         assert all(ms >= 0 for ms in block.values())
     assert summary["settings"]["strips"].startswith("noise: no 256x1600 Severstal strips")  # type: ignore[index]
+    # The stack's floor, measured in the same minutes: a bare app answers faster than the
+    # service, and the least p50 the stack allows lies between the raw session and the service.
+    floor = summary["floor"]
+    bare_p50 = floor["bare_http_one_client"]["p50_ms"]  # type: ignore[index]
+    assert 0 < bare_p50 < service["one_client"]["p50_ms"]  # type: ignore[index]
+    assert floor["least_p50_ratio"] > 1  # type: ignore[index]
+    raw_best_p50 = raw["batch_1"][raw["batch_1_best"]]["p50_ms"]  # type: ignore[index]
+    assert floor["least_p50_ms"] > raw_best_p50 + bare_p50  # type: ignore[index]
 
 
 def test_real_strips_are_every_sample_of_the_model_shape(tmp_path: Path) -> None:
@@ -113,3 +123,15 @@ def test_steady_state_counts_only_while_every_client_is_busy() -> None:
 
 def test_raw_batch_sizes_take_turns() -> None:
     assert round_robin({1: 3, 2: 2, 8: 1}) == [1, 2, 8, 1, 2, 1]
+
+
+@pytest.mark.subprocess
+def test_the_bare_app_reads_the_whole_body_under_uvicorn(tmp_path: Path) -> None:
+    with bare_http(tmp_path / "bare.log") as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        body = bytes(400_000)
+        connection.request("POST", "/v1/inspect?camera_id=c", body=body)
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read()) == {"bytes": len(body), "timings_ms": {}}
+        connection.close()
