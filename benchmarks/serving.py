@@ -19,7 +19,9 @@ inference lanes, post-processing and recording, the image archive's writer). And
 floor: a bare ASGI app under the same uvicorn (``benchmarks.bare_http``) posted the same bodies,
 each right after the service's request; the raw session's p50 plus that floor plus the
 service's own decoding and post-processing medians is the least one-client p50 (and ratio) a
-service on this stack could reach before it records anything.
+service on this stack could reach before it records anything; the session's CPU per strip
+under load plus the bare app's CPU per request and the same decoding and post-processing, the
+most throughput such a service could reach on these cores.
 
 The two sides are measured interleaved, so that a host whose speed drifts (shared machines do,
 within minutes) weighs on both alike: one client's requests each right after one batch-1 run
@@ -138,6 +140,8 @@ def bench_serving(
     service_rates = {clients: tally.rate() for clients, tally in served.items()}
     top = max(concurrency)
     under_load = _loaded_way(raw, served[top].mean_batch(), settings.max_batch)
+    least_cpu_ms = raw_n[under_load].cpu_ms() + floor.cpu_ms() + _work_ms(served_p50_ms)
+    most_per_s = (os.cpu_count() or 1) * 1000.0 / least_cpu_ms
     ratios = {
         "p50_vs_raw_best_batch_1": round(statistics.median(one.seconds) / raw_1.median(), 3),
         "p99_vs_raw_best_batch_1": round(
@@ -212,6 +216,9 @@ def bench_serving(
             "bare_http_one_client": percentiles(floor.seconds),
             "least_p50_ms": round(least_ms, 2),
             "least_p50_ratio": round(least_ms / (raw_1.median() * 1000.0), 3),
+            "bare_http_cpu_ms_per_request": floor.cpu_ms(),
+            "least_cpu_ms_per_strip_under_load": round(least_cpu_ms, 2),
+            f"most_throughput_{top}_clients_vs_raw_best": round(most_per_s / raw_rates[best], 3),
         },
         "ratios": ratios
         | {
@@ -241,7 +248,7 @@ def _paired_one_client(
     """``requests`` sequential requests, each right after one batch-1 run of every raw session
     and followed by the same body posted to the bare app: (the raw sessions' tallies, the
     service's with the server's CPU, the bare app's, the server's timings)."""
-    singles, one = {key: Tally() for key in raw.sessions}, Tally()
+    singles, one, floor = {key: Tally() for key in raw.sessions}, Tally(), Tally()
     poster = StripPoster(server.port, INSPECT, body.data, body.kind)
     bare_poster = StripPoster(bare.port, INSPECT, body.data, body.kind)
     threads_start = server.cpu_seconds_by_thread()
@@ -252,14 +259,15 @@ def _paired_one_client(
             cpu_start = server.cpu_seconds()
             poster.post()
             one.cpu_s += server.cpu_seconds() - cpu_start
+            cpu_start = bare.cpu_seconds()
             bare_poster.post()
+            floor.cpu_s += bare.cpu_seconds() - cpu_start
     finally:
         poster.close()
         bare_poster.close()
     latencies = [ms / 1000.0 for ms in poster.run.latencies_ms]
     by_thread = server.cpu_seconds_by_thread_since(threads_start)
     one.add(TimedRun(latencies, len(latencies), 0.0, poster.run.failures, cpu_by_thread=by_thread))
-    floor = Tally()
     bare_latencies = [ms / 1000.0 for ms in bare_poster.run.latencies_ms]
     floor.add(TimedRun(bare_latencies, len(bare_latencies), 0.0, bare_poster.run.failures))
     return singles, one, floor, poster.run.server_timings_ms

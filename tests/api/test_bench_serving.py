@@ -87,6 +87,8 @@ def test_a_small_run_reports_latency_throughput_memory_and_ratios(
     assert floor["least_p50_ratio"] > 1  # type: ignore[index]
     raw_best_p50 = raw["batch_1"][raw["batch_1_best"]]["p50_ms"]  # type: ignore[index]
     assert floor["least_p50_ms"] > raw_best_p50 + bare_p50  # type: ignore[index]
+    assert floor["bare_http_cpu_ms_per_request"] > 0  # type: ignore[index]
+    assert 0 < floor["most_throughput_2_clients_vs_raw_best"] < 1.5  # type: ignore[index]
 
 
 def test_real_strips_are_every_sample_of_the_model_shape(tmp_path: Path) -> None:
