@@ -40,6 +40,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,6 +51,7 @@ import numpy as np
 from benchmarks.harness import Tally, TimedRun, percentiles, print_json
 from benchmarks.http_load import (
     INSPECT,
+    ClientRun,
     Server,
     StripPoster,
     add_model_options,
@@ -133,8 +135,8 @@ def bench_serving(
     served_p50_ms = {
         name: round(statistics.median(t[name] for t in timings), 2) for name in timings[0]
     }
-    floor_p50_ms = statistics.median(floor.seconds) * 1000.0
-    least_ms = raw_1.median() * 1000.0 + floor_p50_ms + _work_ms(served_p50_ms)
+    raw_p50_ms = raw_1.median() * 1000.0
+    least_ms = raw_p50_ms + statistics.median(floor.seconds) * 1000.0 + _work_ms(served_p50_ms)
     raw_rates = {key: tally.rate() for key, tally in raw_n.items()}
     best = max(raw_rates, key=raw_rates.__getitem__)
     service_rates = {clients: tally.rate() for clients, tally in served.items()}
@@ -215,7 +217,7 @@ def bench_serving(
         "floor": {
             "bare_http_one_client": percentiles(floor.seconds),
             "least_p50_ms": round(least_ms, 2),
-            "least_p50_ratio": round(least_ms / (raw_1.median() * 1000.0), 3),
+            "least_p50_ratio": round(least_ms / raw_p50_ms, 3),
             "bare_http_cpu_ms_per_request": floor.cpu_ms(),
             "least_cpu_ms_per_strip_under_load": round(least_cpu_ms, 2),
             f"most_throughput_{top}_clients_vs_raw_best": round(most_per_s / raw_rates[best], 3),
@@ -256,21 +258,29 @@ def _paired_one_client(
         for _ in range(requests):
             for key, tally in singles.items():
                 tally.add(raw.timed(1, 1, key))
-            cpu_start = server.cpu_seconds()
-            poster.post()
-            one.cpu_s += server.cpu_seconds() - cpu_start
-            cpu_start = bare.cpu_seconds()
-            bare_poster.post()
-            floor.cpu_s += bare.cpu_seconds() - cpu_start
+            one.cpu_s += _post_counting_cpu(poster, server)
+            floor.cpu_s += _post_counting_cpu(bare_poster, bare)
     finally:
         poster.close()
         bare_poster.close()
-    latencies = [ms / 1000.0 for ms in poster.run.latencies_ms]
     by_thread = server.cpu_seconds_by_thread_since(threads_start)
-    one.add(TimedRun(latencies, len(latencies), 0.0, poster.run.failures, cpu_by_thread=by_thread))
-    bare_latencies = [ms / 1000.0 for ms in bare_poster.run.latencies_ms]
-    floor.add(TimedRun(bare_latencies, len(bare_latencies), 0.0, bare_poster.run.failures))
+    one.add(_client_run(poster.run, by_thread))
+    floor.add(_client_run(bare_poster.run))
     return singles, one, floor, poster.run.server_timings_ms
+
+
+def _post_counting_cpu(poster: StripPoster, server: Server) -> float:
+    """One post; the CPU seconds ``server`` spent meanwhile."""
+    cpu_start = server.cpu_seconds()
+    poster.post()
+    return server.cpu_seconds() - cpu_start
+
+
+def _client_run(run: ClientRun, cpu_by_thread: Counter[str] | None = None) -> TimedRun:
+    """A client's requests as a timed block (its CPU is counted per post by the caller)."""
+    seconds = [ms / 1000.0 for ms in run.latencies_ms]
+    by_thread = cpu_by_thread or Counter()
+    return TimedRun(seconds, len(seconds), 0.0, run.failures, cpu_by_thread=by_thread)
 
 
 def _work_ms(served_p50_ms: dict[str, float]) -> float:

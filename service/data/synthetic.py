@@ -422,8 +422,6 @@ def _outlines(rng: np.random.Generator, masks: np.ndarray, steel: np.ndarray) ->
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """``mask`` grown by a (2 radius + 1)-pixel square, one separable pass per axis; the frame
     outside counts as unmasked."""
-    if radius <= 0:
-        return mask.copy()
     grown = mask
     for axis in (0, 1):
         padding = [(0, 0), (0, 0)]
