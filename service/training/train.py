@@ -32,6 +32,7 @@ from service.data.catalog import open_dataset
 from service.evaluation.run import evaluate
 from service.inference.outputs import split_prediction
 from service.nets import Architecture, build_model
+from service.nets.pretrained import imagenet_normalisation, load_pretrained_encoder
 from service.store.manifest import ClassPostprocess, InputSpec
 from service.training.crops import TrainingCrops
 from service.training.losses import SegmentationLoss
@@ -75,6 +76,14 @@ class TrainConfig:
     init_weights: Path | None = None
     """Start from these weights (a safetensors file of the same architecture, e.g. a published
     version's) instead of a random initialisation: a shipped net adapted to new data."""
+    pretrained: str | None = None
+    """``imagenet``: the encoder starts from the ImageNet weights its registry package ships
+    (service.nets.pretrained), with ImageNet's normalisation folded into the stem."""
+    decoder_width: float | None = None
+    """The decoder's width multiplier, where it differs from ``width_multiplier``."""
+    encoder_lr_factor: float = 1.0
+    """The encoder's learning rate as a share of ``lr``: below 1 a pretrained encoder moves
+    less than the freshly initialised decoder."""
     resume: bool = False
     progress: bool = True
 
@@ -104,15 +113,32 @@ class Optimisation:
         total_steps: int,
         device: torch.device,
         schedule: str = "cosine",
+        encoder_lr_factor: float = 1.0,
     ) -> Optimisation:
         if schedule not in LR_FACTORS:
             raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {list(LR_FACTORS)}")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(
+            _parameter_groups(model, lr, encoder_lr_factor), lr=lr, weight_decay=weight_decay
+        )
         return cls(
             optimizer,
             torch.optim.lr_scheduler.LambdaLR(optimizer, LR_FACTORS[schedule](total_steps)),
             torch.amp.GradScaler(device.type, enabled=device.type == "cuda"),
         )
+
+
+def _parameter_groups(model: nn.Module, lr: float, encoder_lr_factor: float) -> list[dict]:
+    """One group at ``lr``, or, with a factor other than 1, the encoder's at ``lr * factor``
+    and the rest at ``lr``."""
+    encoder = getattr(model, "encoder", None)
+    if encoder_lr_factor == 1.0 or encoder is None:
+        return [{"params": list(model.parameters()), "lr": lr}]
+    encoder_params = {id(p) for p in encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in encoder_params]
+    return [
+        {"params": list(encoder.parameters()), "lr": lr * encoder_lr_factor},
+        {"params": rest, "lr": lr},
+    ]
 
 
 @dataclass
@@ -122,6 +148,7 @@ class TrainResult:
     best_epoch: int = 0
     best_val_dice_nonempty: float = 0.0
     seconds: float = 0.0
+    pretrained: dict[str, Any] | None = None
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -134,6 +161,7 @@ def train(config: TrainConfig) -> TrainResult:
         height=train_set[0].image.shape[0],
         width=train_set[0].image.shape[1],
         channels=config.in_channels,
+        **({} if config.pretrained is None else {"normalisation": imagenet_normalisation()}),
     )
     arch = Architecture(
         family=config.family,
@@ -143,8 +171,21 @@ def train(config: TrainConfig) -> TrainResult:
         width_multiplier=config.width_multiplier,
         presence_head=config.presence_head,
         head_stride=config.head_stride,
+        decoder_width=config.decoder_width,
     )
     model = build_model(arch)
+    result = TrainResult(run_dir=config.out_dir)
+    if config.pretrained is not None:
+        loaded = load_pretrained_encoder(
+            model.encoder, arch.encoder, spec.normalisation, config.pretrained
+        )
+        result.pretrained = loaded.to_dict()
+        if config.progress:
+            tqdm.write(
+                f"{loaded.encoder}: {loaded.tensors_loaded} of {loaded.tensors_in_file} tensors "
+                f"loaded from {loaded.package} {loaded.package_version} "
+                f"({len(loaded.classifier_tensors_unused)} of the ImageNet classifier unused)"
+            )
     if config.init_weights is not None:
         load_initial_weights(model, config.init_weights)
     model.to(device)
@@ -158,9 +199,13 @@ def train(config: TrainConfig) -> TrainResult:
     )
     steps_per_epoch = math.ceil(len(crops) / config.batch_size)
     optimisation = Optimisation.for_model(
-        model, config.lr, config.weight_decay, steps_per_epoch * config.epochs, device
+        model,
+        config.lr,
+        config.weight_decay,
+        steps_per_epoch * config.epochs,
+        device,
+        encoder_lr_factor=config.encoder_lr_factor,
     )
-    result = TrainResult(run_dir=config.out_dir)
     start_epoch = _prepare_run_dir(config, model, optimisation, result)
     seconds_before = result.seconds
     threshold_half = [
@@ -369,6 +414,7 @@ def _write_run_file(config, arch, classes, spec, result) -> None:
         "best_epoch": result.best_epoch,
         "best_val_dice_nonempty": result.best_val_dice_nonempty,
         "seconds": result.seconds,
+        "pretrained": result.pretrained,
     }
     tmp = config.out_dir / f".{RUN_FILE}.tmp"
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
