@@ -33,6 +33,22 @@ def test_false_positive_on_empty_truth_scores_zero() -> None:
     assert accumulator.result()["dice"] == 0.0
 
 
+def test_miou_with_background_counts_uncovered_pixels_as_one_more_class() -> None:
+    """Two classes on a 1x10 image: class a predicted on 0-3 (true 0-1), class b predicted on
+    8 (true 8-9). Background: predicted 4-7 and 9, true 2-7."""
+    predicted = np.zeros((2, 1, 10), dtype=bool)
+    truth = np.zeros((2, 1, 10), dtype=bool)
+    predicted[0, 0, 0:4], truth[0, 0, 0:2] = True, True
+    predicted[1, 0, 8], truth[1, 0, 8:10] = True, True
+    accumulator = DiceAccumulator(["a", "b"])
+    accumulator.add(predicted, truth)
+    result = accumulator.result()
+    iou_a, iou_b, iou_background = 2 / 4, 1 / 2, 4 / 7
+    assert result["miou"] == pytest.approx((iou_a + iou_b) / 2)
+    assert result["iou_background"] == pytest.approx(iou_background)
+    assert result["miou_with_background"] == pytest.approx((iou_a + iou_b + iou_background) / 3)
+
+
 def test_accumulator_rejects_shape_mismatch_and_empty() -> None:
     accumulator = DiceAccumulator(["a"])
     with pytest.raises(ValueError, match="no images"):
