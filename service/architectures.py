@@ -18,3 +18,7 @@ PRETRAINED_SOURCES: tuple[str, ...] = ("imagenet",)
 """Where an encoder's starting weights can come from (service.nets.pretrained)."""
 HEAD_STRIDES: tuple[int, ...] = (1, 2, 4)
 """Where a U-Net's head classifies: full resolution, or /2 or /4 with its logits upsampled."""
+CALIBRATION_METHOD_NAMES: tuple[str, ...] = ("minmax", "entropy", "percentile")
+"""How int8 quantization calibrates activation ranges (service.compression.quantize)."""
+FLOAT_PART_NAMES: tuple[str, ...] = ("stem", "head", "presence")
+"""The parts of a net that int8 quantization may keep float."""

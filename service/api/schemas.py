@@ -174,6 +174,7 @@ class VersionOut(BaseModel):
     classes: list[dict[str, Any]]
     input: dict[str, Any]
     architecture: dict[str, Any]
+    precision: str = Field(description="float32, or int8 (quantized from its parent)")
     metrics: dict[str, Any]
     lineage: dict[str, Any]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from service.architectures import CALIBRATION_METHOD_NAMES, FLOAT_PART_NAMES
 from service.cli.options import Commands, add_command, add_store_option, print_json, size
 from service.compression.config import DEVICES
 from service.config import Settings
@@ -19,6 +20,7 @@ def register(commands: Commands, settings: Settings) -> None:
         add_evaluate,
         add_evaluate_real,
         add_latency,
+        add_quantize,
         add_models,
         add_alias,
     ):
@@ -136,6 +138,87 @@ def cmd_evaluate_real(args: argparse.Namespace) -> int:
         for figures in report["results"].values():
             figures.pop("per_strip")
     print_json(report)
+    return 0
+
+
+def add_quantize(commands: Commands, settings: Settings) -> None:
+    sub = add_command(
+        commands,
+        "quantize",
+        cmd_quantize,
+        "int8: quantize a published version (ONNX Runtime static QDQ) into a new version",
+    )
+    sub.add_argument("--model", default=settings.model_name, help="model name in the store")
+    sub.add_argument("--ref", required=True, help="the float version or alias to quantize")
+    sub.add_argument(
+        "--dataset",
+        default=None,
+        help="calibrate and check on this data set (default: the "
+        "one the version was trained on); calibration reads its training split only",
+    )
+    sub.add_argument(
+        "--calibration-images", type=int, default=200, help="training images to calibrate on"
+    )
+    sub.add_argument(
+        "--method", default="minmax", choices=CALIBRATION_METHOD_NAMES, help="calibration"
+    )
+    sub.add_argument(
+        "--per-channel",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one weight scale per output channel",
+    )
+    sub.add_argument(
+        "--keep-float",
+        nargs="*",
+        default=list(FLOAT_PART_NAMES),
+        choices=FLOAT_PART_NAMES,
+        help="parts left in float (none: quantize everything)",
+    )
+    sub.add_argument(
+        "--min-mask-dice",
+        type=float,
+        default=0.9,
+        help="the least Dice per class between int8 and float masks on validation images",
+    )
+    sub.add_argument("--alias", default="candidate", help="alias to point at the new version")
+    sub.add_argument("--seed", type=int, default=0, help="which calibration images")
+    add_store_option(sub, settings)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from service.compression.quantize import QuantizeSettings, quantize_version
+    from service.store import ModelStore
+
+    settings = QuantizeSettings(
+        calibration_images=args.calibration_images,
+        method=args.method,
+        per_channel=args.per_channel,
+        keep_float=tuple(args.keep_float),
+        min_mask_dice=args.min_mask_dice,
+        dataset=args.dataset,
+        seed=args.seed,
+    )
+    manifest, report = quantize_version(
+        ModelStore(args.store),
+        args.model,
+        args.ref,
+        settings,
+        alias=args.alias,
+        progress=not args.quiet,
+    )
+    print_json(
+        {
+            "name": manifest.name,
+            "version": manifest.version,
+            "parent_version": manifest.lineage.parent_version,
+            "precision": manifest.precision,
+            "excluded_nodes": report.excluded_nodes,
+            "mask_dice_vs_parent": report.mask_dice,
+            "latency_ms": report.latency_ms,
+            "metrics": manifest.metrics.model_dump(),
+        }
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ Pydantic models so that a hand-edited or truncated manifest fails loudly at load
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,6 +88,9 @@ class ManifestDraft(_Strict):
     input: InputSpec
     postprocess: list[ClassPostprocess]
     architecture: ArchitectureSpec
+    precision: Literal["float32", "int8"] = "float32"
+    """The arithmetic of model.onnx: int8 is a QDQ graph quantized from a float parent (the
+    architecture is the parent's; an int8 version has no weights to prune)."""
     metrics: Metrics
     lineage: Lineage = Lineage()
 
