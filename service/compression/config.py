@@ -49,6 +49,11 @@ class CompressionConfig:
     service.training.losses) and ``defect_share`` (see service.training.crops) left as None
     come from the source version's lineage settings (what it was trained or fine-tuned with),
     else from the defaults above.
+
+    ``quantize``: the optional last stage, the fields of
+    ``service.compression.quantize.QuantizeSettings`` (calibration_images, method,
+    per_channel, keep_float, min_mask_dice): the published float version is quantized to int8
+    into the next version, which then holds the alias ``candidate``.
     """
 
     model: str
@@ -77,6 +82,7 @@ class CompressionConfig:
     lr: float = 1e-3
     job_id: str | None = None
     latency_repeats: int = 20
+    quantize: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -87,6 +93,8 @@ class CompressionConfig:
         """Plain JSON values, as lineage and the work folder record them."""
         data = asdict(self)
         data["crop"] = None if self.crop is None else list(self.crop)
+        if self.quantize is None:  # as jobs recorded before the stage existed
+            del data["quantize"]
         return data
 
     def resolved(self, source: Manifest) -> CompressionConfig:

@@ -84,10 +84,13 @@ def run_compression(
     requested = _requested(config)
     if job_record is not None and job_record["requested"] != requested:
         raise ValueError(f"{work_dir} holds the work of another job; give a fresh work folder")
+    stages = config.steps + (config.finetune_epochs > 0)
     finished = read_json(work_dir / RESULT_FILE)
     if finished is not None:
+        if config.quantize is not None and "float_version" not in finished:
+            watch = JobWatch(stages, progress, should_cancel)
+            return _quantize_stage(store, config, watch, work_dir, finished["version"])
         return _finished_result(store, config.model, work_dir, finished["version"])
-    stages = config.steps + (config.finetune_epochs > 0)
     job = open_job(config, store, work_dir, job_record, JobWatch(stages, progress, should_cancel))
     if job_record is None:
         write_json(
@@ -131,7 +134,57 @@ def run_compression(
     write_report(work_dir, job.config, job.manifest, job.baseline, records, kept, published)
     write_json(work_dir / RESULT_FILE, {"version": published.version})
     job.watch.emit("published", step=kept, version=published.version, **_sizes(published))
+    if config.quantize is not None:
+        return _quantize_stage(store, job.config, job.watch, work_dir, published.version)
     return _finished_result(store, config.model, work_dir, published.version)
+
+
+def _quantize_stage(
+    store: ModelStore,
+    config: CompressionConfig,
+    watch: JobWatch,
+    work_dir: Path,
+    float_version: int,
+) -> CompressionResult:
+    """The optional last stage: the published float version quantized to int8 as the next
+    version, which takes the alias ``candidate`` (once, however often the job resumes)."""
+    from service.compression.quantize import QuantizeSettings, quantize_version
+
+    watch.emit("quantizing", version=float_version)
+    requested = dict(config.quantize or {})
+    if "keep_float" in requested:
+        requested["keep_float"] = tuple(requested["keep_float"])
+    settings = QuantizeSettings(**requested)
+    quantized = (
+        _quantized_by(store, config)
+        or quantize_version(
+            store,
+            config.model,
+            float_version,
+            settings,
+            alias=None,
+            job_id=config.job_id,
+            latency_repeats=config.latency_repeats,
+            checkpoint=lambda stage: watch.check(),
+        )[0]
+    )
+    store.set_alias(config.model, CANDIDATE_ALIAS, quantized.version)
+    write_json(
+        work_dir / RESULT_FILE, {"version": quantized.version, "float_version": float_version}
+    )
+    watch.emit("quantized", version=quantized.version, **_sizes(quantized))
+    return _finished_result(store, config.model, work_dir, quantized.version)
+
+
+def _quantized_by(store: ModelStore, config: CompressionConfig) -> Manifest | None:
+    """The int8 version this job already published, if any."""
+    if config.job_id is None:
+        return None
+    for version in reversed(store.versions(config.model)):
+        lineage = store.manifest(config.model, version).lineage
+        if lineage.job_id == config.job_id and lineage.method == "quantize":
+            return store.manifest(config.model, version)
+    return None
 
 
 def _published_by(store: ModelStore, config: CompressionConfig) -> Manifest | None:

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from service.architectures import CALIBRATION_METHOD_NAMES, FLOAT_PART_NAMES
 from service.compression import ALLOCATIONS, LR_SCHEDULES, METHOD_NAMES, SCHEDULES
 from service.compression.config import (
     MAX_FLOPS_REDUCTION,
@@ -78,6 +79,25 @@ class JobTarget(BaseModel):
         return self
 
 
+class JobQuantize(BaseModel):
+    """The optional last stage: int8 (ONNX Runtime static QDQ) of the published float version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calibration_images: int = Field(default=200, ge=1, le=10_000)
+    method: Literal[CALIBRATION_METHOD_NAMES] = "minmax"  # type: ignore[valid-type]
+    per_channel: bool = True
+    keep_float: list[Literal[FLOAT_PART_NAMES]] = Field(  # type: ignore[valid-type]
+        default=list(FLOAT_PART_NAMES), description="parts left in float"
+    )
+    min_mask_dice: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="the least Dice per class between int8 and float masks on validation images",
+    )
+
+
 class JobRequest(BaseModel):
     """The body of POST /v1/admin/jobs, stored as the job's request."""
 
@@ -119,6 +139,9 @@ class JobRequest(BaseModel):
     device: Device = "auto"
     distill: bool = DEFAULTS["distill"].default
     seed: int = Field(default=0, ge=0, lt=2**31)
+    quantize: JobQuantize | None = Field(
+        default=None, description="quantize the result to int8 as the job's last stage"
+    )
 
     @field_validator(*NAMED_CHOICES)
     @classmethod
@@ -191,6 +214,7 @@ def compression_config(
             seed=request.seed,
             job_id=job_id,
             latency_repeats=latency_repeats,
+            quantize=None if request.quantize is None else request.quantize.model_dump(),
         )
     except JobRejected:
         raise
