@@ -34,6 +34,7 @@ from service.compression import METHOD_NAMES, SCRATCH
 from service.compression.config import CompressionConfig
 from service.compression.latency import measure_side_by_side
 from service.compression.pipeline import run_compression
+from service.compression.quantize import QuantizeSettings, quantize_version
 from service.compression.state import STEPS_DIR
 from service.compression.steps import SCRATCH_CRITERION
 from service.data.catalog import open_dataset, parse_dataset_spec
@@ -240,7 +241,9 @@ def cache_root() -> Path:
     return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "strip-inspection"))
 
 
-def run_benchmark(recipe: Recipe, methods: list[str], results: Path) -> dict[str, Any]:
+def run_benchmark(
+    recipe: Recipe, methods: list[str], results: Path, int8: bool = True
+) -> dict[str, Any]:
     """Run (or resume) the baseline and ``methods`` in turn, writing figures after each."""
     _, root = parse_dataset_spec(recipe.dataset)
     if not root.is_dir():
@@ -254,6 +257,8 @@ def run_benchmark(recipe: Recipe, methods: list[str], results: Path) -> dict[str
     _reference_stage(recipe, results)
     for method in methods:
         _method_stage(recipe, method, work / recipe.compression_slug(), store, source, results)
+    if int8 and "fpgm" in read_results(results).get("methods", {}):
+        _int8_stage(recipe, store, results)
     return json.loads(results.read_text())
 
 
@@ -263,7 +268,8 @@ def _baseline_stage(recipe: Recipe, work: Path, store: ModelStore, results: Path
     if _measured_recipe(recorded) != (recipe.baseline.slug, recipe.compression) or not (
         _same_weights(recorded.get("baseline", {}), figures)
     ):
-        update_results(results, methods={})  # measured against another baseline
+        # measured against another baseline
+        update_results(results, methods={}, baseline_int8=None, fastest_within_1pt=None)
     update_results(
         results,
         dataset=recipe.name,
@@ -392,6 +398,105 @@ def _method_stage(
     update_method(results, method, figures, commit=git_commit(), host=host_description())
 
 
+QUANTIZE = QuantizeSettings(calibration_images=200, method="minmax", min_mask_dice=0.0)
+"""The int8 rows' settings: 200 training images, min-max ranges, per-channel weights, stem,
+head and presence head kept float. No mask check (``min_mask_dice`` 0): the benchmark records
+how far the int8 masks are from the float ones rather than refusing the row."""
+WITHIN_POINTS = 1.0
+
+
+def _int8_stage(recipe: Recipe, store: ModelStore, results: Path) -> None:
+    """The baseline and FPGM's child quantized to int8 (each once, found again by lineage),
+    scored on the test split; the float baseline, the float child and both int8 versions timed
+    side by side in one run; and the fastest row within a point of the float baseline."""
+    recorded = read_results(results)
+    parents = {"baseline_int8": 1, "fpgm_int8": recorded["methods"]["fpgm"]["version"]}
+    versions = {key: _int8_version(store, recipe.model, parent) for key, parent in parents.items()}
+    sizes = native_size(recipe.dataset)
+    sessions = {
+        "float_baseline": OnnxSegmenter(store.load(recipe.model, 1).file(ONNX_FILE), spinning="on"),
+        "float_fpgm": OnnxSegmenter(
+            store.load(recipe.model, parents["fpgm_int8"]).file(ONNX_FILE), spinning="on"
+        ),
+        **{
+            key: OnnxSegmenter(store.load(recipe.model, v.version).file(ONNX_FILE), spinning="on")
+            for key, v in versions.items()
+        },
+    }
+    latency: dict[str, dict[str, float]] = {name: {} for name in sessions}
+    for size_name, spec in _latency_specs(store.manifest(recipe.model, 1), sizes).items():
+        timed = measure_side_by_side(sessions, spec, repeats=recipe.latency_repeats)
+        for name in sessions:
+            latency[name][size_name] = timed[name]["median_ms"]
+    rows = {}
+    for key, manifest in versions.items():
+        parent = "float_baseline" if key == "baseline_int8" else "float_fpgm"
+        rows[key] = {
+            "version": manifest.version,
+            "parent_version": manifest.lineage.parent_version,
+            "params": manifest.metrics.params,
+            "macs": manifest.metrics.macs,
+            **_scores(manifest.metrics.model_dump()),
+            "mask_dice_vs_parent": manifest.metrics.model_dump().get("mask_dice_vs_parent"),
+            "latency_ms": latency[key],
+            "float_parent_latency_ms": latency[parent],
+            "float_baseline_latency_ms": latency["float_baseline"],
+            "speedup_vs_float_baseline": {
+                k: latency["float_baseline"][k] / latency[key][k] for k in latency[key]
+            },
+            "speedup_vs_float_parent": {
+                k: latency[parent][k] / latency[key][k] for k in latency[key]
+            },
+            "settings": manifest.lineage.settings,
+        }
+    update_results(results, baseline_int8=rows["baseline_int8"])
+    update_method(
+        results, "fpgm_int8", rows["fpgm_int8"], commit=git_commit(), host=host_description()
+    )
+    update_results(results, fastest_within_1pt=fastest_within(read_results(results), WITHIN_POINTS))
+
+
+def _int8_version(store: ModelStore, model: str, parent: int) -> Manifest:
+    """The int8 child of version ``parent``, quantized now unless an earlier run did."""
+    for version in store.versions(model):
+        manifest = store.manifest(model, version)
+        if manifest.lineage.method == "quantize" and manifest.lineage.parent_version == parent:
+            return manifest
+    return quantize_version(store, model, parent, QUANTIZE, alias=None)[0]
+
+
+def fastest_within(recorded: dict[str, Any], points: float) -> dict[str, Any] | None:
+    """The row fastest at 256x1600 among those within ``points`` of the float baseline in both
+    mIoU and non-empty Dice (the baseline itself qualifies), with its speed-up over it."""
+    baseline = recorded["baseline"]
+    rows = {"baseline": baseline, **recorded.get("methods", {})}
+    if "baseline_int8" in recorded:
+        rows["baseline_int8"] = recorded["baseline_int8"]
+
+    def within(row: dict[str, Any]) -> bool:
+        return all((row[key] - baseline[key]) * 100 >= -points for key in ("miou", "dice_nonempty"))
+
+    eligible = {name: row for name, row in rows.items() if within(row)}
+    if not eligible:
+        return None
+    name = min(eligible, key=lambda key: eligible[key]["latency_ms"]["256x1600"])
+    return {
+        "row": name,
+        "latency_ms_256x1600": eligible[name]["latency_ms"]["256x1600"],
+        "speedup_vs_float_baseline": _speedup_vs_baseline(name, eligible[name], baseline),
+    }
+
+
+def _speedup_vs_baseline(name: str, row: dict[str, Any], baseline: dict[str, Any]) -> float:
+    """Measured side by side where the row was (its own stage's source is the baseline), else
+    against the baseline's own figure."""
+    if "speedup_vs_float_baseline" in row:
+        return row["speedup_vs_float_baseline"]["256x1600"]
+    if "speedup" in row:
+        return row["speedup"]["256x1600"]
+    return baseline["latency_ms"]["256x1600"] / row["latency_ms"]["256x1600"]
+
+
 def _job_id(work_dir: Path, method: str) -> str:
     """The method's job id, made once per work folder and kept in it: a resumed run is the
     same job, and one whose folder was removed is a new job. An id derived from the settings
@@ -499,6 +604,11 @@ def main(argv: list[str] | None = None) -> int:
         "<dataset>-compression-r<R>.json",
     )
     parser.add_argument("--results", type=Path, default=None, help="results JSON")
+    parser.add_argument(
+        "--no-int8",
+        action="store_true",
+        help="skip the int8 rows (the baseline and FPGM's child quantized)",
+    )
     args = parser.parse_args(argv)
     recipe = RECIPES[args.dataset]
     suffix = ""
@@ -508,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         suffix = f"-r{args.flops_reduction:g}"
     results = args.results or RESULTS_DIR / f"{recipe.name}-compression{suffix}.json"
-    summary = run_benchmark(recipe, args.methods, results)
+    summary = run_benchmark(recipe, args.methods, results, int8=not args.no_int8)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -28,6 +28,7 @@ COLOURS = {
     "l1": "#2ca02c",
     "random": "#1f77b4",
     "scratch": "#9467bd",
+    "fpgm_int8": "#8c564b",
 }
 
 

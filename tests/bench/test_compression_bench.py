@@ -33,8 +33,15 @@ TINY_COMPRESSION = {
     "lr": 1e-3,
     "max_dice_drop": 100.0,
 }
-BASELINE_KEYS = {"arch", "params", "macs", "miou", "dice", "dice_nonempty", "latency_ms", "seconds"}
-METHOD_KEYS = BASELINE_KEYS - {"arch"} | {"settings"}
+SCORE_KEYS = {"params", "macs", "miou", "miou_with_background", "dice", "dice_nonempty"}
+BASELINE_KEYS = SCORE_KEYS | {"arch", "pretrained", "latency_ms", "seconds"}
+METHOD_KEYS = SCORE_KEYS | {"latency_ms", "seconds", "settings"}
+INT8_KEYS = SCORE_KEYS | {
+    "latency_ms",
+    "float_parent_latency_ms",
+    "mask_dice_vs_parent",
+    "settings",
+}
 
 
 def tiny_neu(root: Path) -> Path:
@@ -66,6 +73,7 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
         f"neu:{data}",
         Baseline(width=0.125, epochs=1, batch_size=2, crop=(32, 32)),
         TINY_COMPRESSION,
+        reference=Baseline(width=0.125, epochs=1, batch_size=2, crop=(32, 32), seed=1),
         latency_repeats=2,
     )
     results = tmp_path / "tiny-compression.json"
@@ -79,8 +87,23 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
     assert set(baseline) >= BASELINE_KEYS
     assert set(baseline["latency_ms"]) == {"native", "256x1600"}
     assert baseline["arch"]["width_multiplier"] == 0.125
+    assert baseline["pretrained"] is None
+    assert baseline["miou_with_background"] > baseline["miou"] / 3  # background counts
     assert 0 <= summary["empty_prediction"]["dice"] <= 1
-    assert set(summary["methods"]) == {"fpgm", "scratch"}
+    assert 0 < summary["empty_prediction"]["miou_with_background"] < 1 / 3
+    assert set(summary["baseline_from_scratch"]) >= BASELINE_KEYS
+    assert summary["baseline_from_scratch"]["recipe"]["seed"] == 1
+    assert set(summary["methods"]) == {"fpgm", "scratch", "fpgm_int8"}
+    int8 = summary["methods"].pop("fpgm_int8")
+    assert set(int8) >= INT8_KEYS
+    assert int8["parent_version"] == summary["methods"]["fpgm"]["version"]
+    assert int8["macs"] == summary["methods"]["fpgm"]["macs"]
+    assert int8["settings"]["calibration"]["split"] == "train"
+    assert set(summary["baseline_int8"]) >= INT8_KEYS
+    assert summary["baseline_int8"]["parent_version"] == 1
+    assert summary["fastest_within_1pt"] is None or summary["fastest_within_1pt"]["row"] in {
+        "baseline", "fpgm", "scratch", "fpgm_int8", "baseline_int8",
+    }  # fmt: skip
     for method, figures in summary["methods"].items():
         assert set(figures) >= METHOD_KEYS, method
         assert figures["macs"] <= 0.5 * baseline["macs"]
@@ -98,6 +121,7 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
     other = {**summary, "compression": {**summary["compression"], "flops_reduction": 0.9}}
     labels = [label for label, _, _ in points(summary, [other])]
     assert labels == ["baseline", "fpgm", "scratch", "fpgm -90%", "scratch -90%"]
+    summary["methods"]["fpgm_int8"] = int8
     plot(summary, tmp_path / "plot.png", [other])
 
     cache = tmp_path / "cache" / "tiny"
@@ -106,10 +130,11 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
     again = run_benchmark(recipe, ["fpgm"], results)
     assert checkpoint.stat().st_mtime_ns == before  # nothing trained again
     assert again["methods"]["fpgm"]["version"] == summary["methods"]["fpgm"]["version"]
+    assert again["methods"]["fpgm_int8"]["version"] == int8["version"]  # nor quantized again
     # A method whose work was removed is a new job: it publishes a version of its own.
     shutil.rmtree(next(cache.glob("baseline-*/compress-*")) / "fpgm")
     anew = run_benchmark(recipe, ["fpgm"], results)
-    assert anew["methods"]["fpgm"]["version"] > again["methods"]["scratch"]["version"]
+    assert anew["methods"]["fpgm"]["version"] > again["methods"]["fpgm_int8"]["version"]
 
     # Figures measured against another recipe do not stay beside the new baseline's.
     changed = Recipe(
@@ -120,7 +145,7 @@ def test_every_stage_writes_the_schema_and_a_rerun_resumes(
         latency_repeats=2,
     )
     assert run_benchmark(changed, [], results)["methods"] == {}
-    assert run_benchmark(recipe, ["fpgm"], results)["methods"].keys() == {"fpgm"}
+    assert run_benchmark(recipe, ["fpgm"], results)["methods"].keys() == {"fpgm", "fpgm_int8"}
 
     # Nor do figures pruned from other weights of the same recipe (another host retrained it).
     recorded = json.loads(results.read_text())
