@@ -38,7 +38,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from service.architectures import CALIBRATION_METHOD_NAMES, FLOAT_PART_NAMES
 from service.compression.latency import measure_side_by_side
 from service.data.catalog import evaluation_split, open_dataset
-from service.evaluation.metrics import DiceAccumulator
+from service.evaluation.metrics import SCORE_KEYS, DiceAccumulator
 from service.evaluation.run import evaluate, predict_dataset
 from service.host import host_description
 from service.inference.postprocess import probabilities_to_masks
@@ -289,16 +289,6 @@ def quantize_version(
     if alias:
         store.set_alias(name, alias, published.version)
     return published, report
-
-
-SCORE_KEYS = (
-    "dice",
-    "dice_per_class",
-    "dice_nonempty",
-    "miou",
-    "miou_with_background",
-    "iou_per_class",
-)
 
 
 def side_by_side_latency(

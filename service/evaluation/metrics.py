@@ -18,6 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+SCORE_KEYS = (
+    "dice",
+    "dice_per_class",
+    "dice_nonempty",
+    "miou",
+    "miou_with_background",
+    "iou_per_class",
+)
+"""The scores a version reports (the rest of a result is counts)."""
+
 
 def pair_dice(intersection: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Dice per pair from pixel counts; both-empty pairs score 1."""

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from service.data.base import SegmentationDataset
 from service.data.catalog import evaluation_split, open_dataset
+from service.evaluation.metrics import SCORE_KEYS
 from service.evaluation.run import Predictor, evaluate, tune_postprocess
 from service.host import machine_description
 from service.inference.preprocess import padded_size
@@ -73,17 +74,6 @@ ExtraMetrics = Callable[[CheckedVersion], dict[str, Any]]
 """The caller's own metrics of a checked version (latency, a comparison with its source)."""
 
 
-GATE_COMPARISON_KEYS = (
-    "dice",
-    "dice_per_class",
-    "dice_nonempty",
-    "miou",
-    "miou_with_background",
-    "iou_per_class",
-)
-"""What a gated version also reports with its gate open, on the same held-out images."""
-
-
 def publish_checked(
     model: torch.nn.Module,
     predictor: Predictor,
@@ -112,7 +102,7 @@ def publish_checked(
     scores = evaluate(predictor, held_out, spec, rules, progress=progress)
     if any(rule.gate is not None for rule in rules):
         ungated = evaluate(predictor, held_out, spec, rules, progress=progress, gated=False)
-        scores["without_gate"] = {key: ungated[key] for key in GATE_COMPARISON_KEYS}
+        scores["without_gate"] = {key: ungated[key] for key in SCORE_KEYS}
     exported = _write_version_files(model, spec, rules, validation, folder)
     params, macs = count_params_and_macs(model, *padded_size(spec.height, spec.width))
     checked = CheckedVersion(rules, held_out, scores, exported, params, macs)

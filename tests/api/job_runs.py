@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,6 +64,34 @@ def worker(
         worker_id=worker_id, jobs_dir=jobs_dir, data_root=data_root, latency_repeats=1, **FAST
     )
     return Worker(sessions, store, options)
+
+
+def app_worker(client: TestClient) -> Worker:
+    """A fast worker over the running app's database, store, jobs folder and DATA_ROOT."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    settings = services.settings
+    return worker(
+        services.sessions, services.store, jobs_dir=settings.jobs_dir, data_root=settings.data_root
+    )
+
+
+@contextmanager
+def job_app(
+    running_app: Callable[..., AbstractContextManager[TestClient]],
+    folder: Path,
+    store: ModelStore,
+    synthetic_root: Path,
+) -> Iterator[TestClient]:
+    """The app serving ``tiny`` from ``store`` over SQLite in ``folder``, the synthetic strips
+    under its DATA_ROOT: what a job test posts to and a worker runs against."""
+    with running_app(
+        f"sqlite:///{folder / 'jobs.db'}",
+        model_store=store.root,
+        model_name="tiny",
+        data_root=job_data_root(folder / "data", synthetic_root),
+        jobs_dir=folder / "jobs",
+    ) as client:
+        yield client
 
 
 def post_job(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,10 @@ from fastapi.testclient import TestClient
 pytest.importorskip("torch")  # the worker prunes and fine-tunes with torch
 
 from service.jobs import queue
-from service.jobs.worker import Worker
 from service.store import ModelStore
 
 from .conftest import AppFactory
-from .job_runs import JOBS, TINY_JOB, get_job, job_data_root, job_store, post_job, worker
+from .job_runs import JOBS, TINY_JOB, app_worker, get_job, job_app, job_store, post_job
 from .strips import RAW, plain_strip, post_strip
 
 
@@ -36,12 +35,8 @@ def client(
     running_app: AppFactory, folder: Path, source_store: ModelStore, synthetic_root: Path
 ) -> Iterator[TestClient]:
     """The app serving ``tiny`` production over SQLite (the embedded mode)."""
-    with running_app(
-        f"sqlite:///{folder / 'jobs.db'}",
-        model_store=job_store(folder / "store", source_store).root,
-        model_name="tiny",
-        data_root=job_data_root(folder / "data", synthetic_root),
-        jobs_dir=folder / "jobs",
+    with job_app(
+        running_app, folder, job_store(folder / "store", source_store), synthetic_root
     ) as client:
         yield client
 
@@ -49,14 +44,6 @@ def client(
 @pytest.fixture(scope="module")
 def store(client: TestClient) -> ModelStore:
     return client.app.state.services.store  # type: ignore[attr-defined]
-
-
-def _worker(client: TestClient) -> Worker:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    settings = services.settings
-    return worker(
-        services.sessions, services.store, jobs_dir=settings.jobs_dir, data_root=settings.data_root
-    )
 
 
 def _post(client: TestClient, **changes: Any) -> dict[str, Any]:
@@ -81,7 +68,7 @@ def test_a_job_runs_from_queued_to_a_version_that_promotion_serves(
     job_id = _post(client, finetune_epochs_per_step=1)["job_id"]
     seen: list[dict[str, Any]] = []
     _on_progress(monkeypatch, lambda kind: seen.append(get_job(client, job_id)))
-    assert _worker(client).run(max_jobs=1) == 1
+    assert app_worker(client).run(max_jobs=1) == 1
     done = get_job(client, job_id)
     assert done["state"] == "succeeded", done["error"]
     # Every progress event shows in the API while the job runs, as soon as it is recorded.
@@ -149,7 +136,7 @@ def test_a_job_with_the_step_schedule_and_final_fine_tune_runs_end_to_end(
         "distill": True,
     }
     posted = _post(client, **recipe)
-    assert _worker(client).run(max_jobs=1) == 1
+    assert app_worker(client).run(max_jobs=1) == 1
     done = get_job(client, posted["job_id"])
     assert done["state"] == "succeeded", done["error"]
     kinds = [event["kind"] for event in done["events"]]
@@ -181,7 +168,7 @@ def test_a_running_job_stops_at_its_next_batch_when_cancelled(
             cancels.append(client.post(f"{JOBS}/{job_id}/cancel"))
 
     _on_progress(monkeypatch, cancel_once_running)
-    assert _worker(client).run(max_jobs=1) == 1
+    assert app_worker(client).run(max_jobs=1) == 1
     (response,) = cancels
     assert response.status_code == 202, response.text
     assert (response.json()["state"], response.json()["cancel_requested"]) == ("running", True)

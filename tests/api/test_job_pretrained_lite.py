@@ -21,7 +21,7 @@ from service.store import ModelStore
 from tests.tiny_models import TINY, publish_tiny, tiny_train_config
 
 from .conftest import AppFactory
-from .job_runs import TINY_JOB, get_job, job_data_root, post_job, worker
+from .job_runs import TINY_JOB, app_worker, get_job, job_app, post_job
 from .strips import RAW, plain_strip, post_strip
 
 pytestmark = pytest.mark.training
@@ -58,13 +58,7 @@ def client(
 ) -> Iterator[TestClient]:
     store = ModelStore(folder / "store")
     publish_tiny(lite_run, store)
-    with running_app(
-        f"sqlite:///{folder / 'jobs.db'}",
-        model_store=store.root,
-        model_name=TINY,
-        data_root=job_data_root(folder / "data", synthetic_root),
-        jobs_dir=folder / "jobs",
-    ) as client:
+    with job_app(running_app, folder, store, synthetic_root) as client:
         yield client
 
 
@@ -85,16 +79,9 @@ def test_the_run_records_every_tensor_loaded_and_the_imagenet_normalisation(
 def test_a_compression_job_prunes_the_lite_net_and_its_version_serves(
     client: TestClient,
 ) -> None:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    store: ModelStore = services.store
+    store: ModelStore = client.app.state.services.store  # type: ignore[attr-defined]
     job = post_job(client, {**TINY_JOB, "round_to": 8, "target": {"flops_reduction": 0.5}})
-    runner = worker(
-        services.sessions,
-        store,
-        jobs_dir=services.settings.jobs_dir,
-        data_root=services.settings.data_root,
-    )
-    assert runner.run(max_jobs=1) == 1
+    assert app_worker(client).run(max_jobs=1) == 1
     done = get_job(client, job["job_id"])
     assert done["state"] == "succeeded", done["error"]
     assert done["result"] == {"model": TINY, "version": 2}

@@ -16,7 +16,7 @@ pytest.importorskip("onnxruntime.quantization")
 from service.store import ModelStore
 
 from .conftest import AppFactory
-from .job_runs import TINY_JOB, get_job, job_data_root, job_store, post_job, worker
+from .job_runs import TINY_JOB, app_worker, get_job, job_app, job_store, post_job
 
 QUANTIZE = {"calibration_images": 3, "keep_float": ["stem"], "min_mask_dice": 0.5}
 
@@ -29,12 +29,8 @@ def client(
     synthetic_root: Path,
 ) -> Iterator[TestClient]:
     folder = tmp_path_factory.mktemp("job_quantize")
-    with running_app(
-        f"sqlite:///{folder / 'jobs.db'}",
-        model_store=job_store(folder / "store", source_store).root,
-        model_name="tiny",
-        data_root=job_data_root(folder / "data", synthetic_root),
-        jobs_dir=folder / "jobs",
+    with job_app(
+        running_app, folder, job_store(folder / "store", source_store), synthetic_root
     ) as client:
         yield client
 
@@ -42,16 +38,9 @@ def client(
 def test_a_job_with_the_quantize_stage_publishes_an_int8_child_of_its_float_result(
     client: TestClient,
 ) -> None:
-    services = client.app.state.services  # type: ignore[attr-defined]
-    store: ModelStore = services.store
+    store: ModelStore = client.app.state.services.store  # type: ignore[attr-defined]
     job_id = post_job(client, {**TINY_JOB, "quantize": QUANTIZE})["job_id"]
-    runner = worker(
-        services.sessions,
-        store,
-        jobs_dir=services.settings.jobs_dir,
-        data_root=services.settings.data_root,
-    )
-    assert runner.run(max_jobs=1) == 1
+    assert app_worker(client).run(max_jobs=1) == 1
     done = get_job(client, job_id)
     assert done["state"] == "succeeded", done["error"]
     kinds = [event["kind"] for event in done["events"]]
