@@ -197,6 +197,41 @@ def final_widths(
     return {group.root: widths.get(group.root, group.width) for group in groups}
 
 
+class TargetUnreachable(ValueError):
+    """A MACs target beyond what the allocation's caps allow: known before any training."""
+
+    code = "target_unreachable"
+
+
+def most_reduction(
+    source: SegmentationModel, importance: tp.importance.Importance, allocator: Allocator
+) -> float:
+    """The largest share of ``source``'s MACs the allocation can remove: every group at the
+    floor its cap (``max_layer_ratio``) and ``round_to`` leave, the stem's input and the class
+    outputs untouched."""
+    groups = score_groups(source, importance, conv_widths(source), seed=0)
+    floor = prune_to_level(source, groups, allocator, MAX_LEVEL)
+    return 1.0 - search_macs(floor) / search_macs(source)
+
+
+def check_reachable(
+    source: SegmentationModel,
+    importance: tp.importance.Importance,
+    allocator: Allocator,
+    flops_reduction: float,
+) -> None:
+    """Raise TargetUnreachable, with the most these settings allow, when ``flops_reduction``
+    lies beyond it by more than the MACs tolerance."""
+    most = most_reduction(source, importance, allocator)
+    if (1 - flops_reduction) < (1 - most) * (1 - MACS_TOLERANCE):
+        raise TargetUnreachable(
+            f"target_unreachable: a flops_reduction of {flops_reduction:.3f} is beyond what "
+            f"these settings allow on this source: at most {most:.3f} (max_layer_ratio "
+            f"{allocator.max_layer_ratio}, round_to {allocator.round_to}, the stem's input and "
+            "the class outputs kept)"
+        )
+
+
 def apply_plan(model: SegmentationModel, groups: list[GroupScores], plan: Plan) -> None:
     """Remove, in place, each group's lowest-scored channels down to the plan's width."""
     graph = _graph(model)

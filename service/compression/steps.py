@@ -14,6 +14,7 @@ from service.architectures import DEFAULT_DICE_REDUCTION
 from service.compression import SCRATCH
 from service.compression.allocation import (
     Allocator,
+    check_reachable,
     conv_widths,
     final_widths,
     prune_to_level,
@@ -51,6 +52,8 @@ def run_pruning_steps(job: CompressionJob) -> list[dict[str, Any]]:
     objective = _objective(job)
     source_search_macs = search_macs(job.source)
     least = {}
+    if config.flops_reduction is not None and not records:
+        check_reachable(job.source, importance, allocator, config.flops_reduction)
     if config.flops_reduction is not None and len(records) < config.steps:
         final_target = source_search_macs * step_macs_fraction(
             config.flops_reduction, config.steps, config.steps, config.schedule

@@ -178,3 +178,18 @@ def test_a_running_job_stops_at_its_next_batch_when_cancelled(
     # At most the event of the batch under way when the flag was set, then the end.
     assert kinds[-1] == "cancelled" and len(kinds) - kinds.index("cancel_requested") <= 3, kinds
     assert client.get(f"{JOBS}/{job_id}/report").status_code == 404
+
+
+def test_a_target_beyond_the_caps_fails_before_any_training_saying_what_is_reachable(
+    client: TestClient, store: ModelStore
+) -> None:
+    versions = store.versions("tiny")
+    job_id = _post(
+        client, target={"flops_reduction": 0.9}, max_layer_ratio=0.5, finetune_epochs_per_step=1
+    )["job_id"]
+    assert app_worker(client).run(max_jobs=1) == 1
+    done = get_job(client, job_id)
+    assert done["state"] == "failed"
+    assert "target_unreachable" in done["error"] and "at most 0.7" in done["error"]
+    assert [event["kind"] for event in done["events"]][-2:] == ["baseline", "failed"]
+    assert store.versions("tiny") == versions
