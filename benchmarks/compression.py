@@ -173,20 +173,16 @@ COMPRESSION = {
     "lr": 1e-3,
     "max_dice_drop": 100.0,
 }
-"""Every method's settings. No Dice stop (``max_dice_drop`` 100): all are compared at the same
-MACs. A 90% target, beyond the 80% the goal asks for: on NEU-Seg at an 82% target the stem's
-group (the largest maps) stayed whole and the net ran 3.4x faster at 256x1600 on AVX-512; at
-89% (every layer at its floor there, 89.7% fewer MACs) 5.0x, with mIoU 0.25 points under the
-baseline (``--flops-reduction 0.82`` runs the other point). With widths in multiples of 8
-(AVX2) the stem's group reaches 8 channels and the global ranking spends what that frees on the
-deep layers, whose channels cost few MACs but many parameters: FPGM's plan at 89% keeps 11.2%
-of the NEU baseline's parameters (the goal: under 10%), at 90% 9.5%. On AVX-512 a 90% target
-ends at the floors, as 89% did.
+"""Every method's settings (each recipe sets its own MACs target and final fine-tune). No Dice
+stop (``max_dice_drop`` 100): all are compared at the same MACs. Eight steps of a quarter epoch
+of recovery each, global allocation capped at 90% of a layer, then one long one-cycle fine-tune
+with distillation from the baseline.
 
-``round_to`` is this host's SIMD block (16 with AVX-512, 8 with AVX2), read when the
-recipe is built, so that a cache made on one kind of host is not reused on the other: on an
-AVX-512 host a net pruned to multiples of 8 ran 18.7 ms at 256x1600 where the same MACs in
-multiples of 16 ran 15.2."""
+``round_to`` is this host's SIMD block (16 with AVX-512, 8 with AVX2), read when the recipe is
+built, so that a cache made on one kind of host is not reused on the other: ONNX Runtime's
+blocked convolutions run widths in multiples of the block fastest (on an AVX-512 host a net
+pruned to multiples of 8 ran 18.7 ms at 256x1600 where the same MACs in multiples of 16 ran
+15.2)."""
 
 PRETRAINED_LITE0 = Baseline(
     width=1.0,
