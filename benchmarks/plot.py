@@ -2,7 +2,7 @@
 optionally, the files of other operating points of the same baseline (``--flops-reduction``).
 
     python -m benchmarks.plot benchmarks/results/neu-compression.json docs/neu-compression.png \
-        benchmarks/results/neu-compression-r0.82.json
+        benchmarks/results/neu-compression-r0.85.json
 
 Drawn with Pillow (already a dependency) rather than adding matplotlib.
 """
