@@ -37,6 +37,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from service.architectures import CALIBRATION_METHOD_NAMES, FLOAT_PART_NAMES
 from service.compression.latency import measure_side_by_side
+from service.data.base import SegmentationDataset
 from service.data.catalog import evaluation_split, open_dataset
 from service.evaluation.metrics import SCORE_KEYS, DiceAccumulator
 from service.evaluation.run import evaluate, predict_dataset
@@ -171,7 +172,7 @@ def quantize_graph(
 def mask_agreement(
     parent: OnnxSegmenter,
     child: OnnxSegmenter,
-    dataset: Any,
+    dataset: SegmentationDataset,
     manifest: Manifest,
     progress: bool = False,
 ) -> dict[str, float]:
